@@ -1,0 +1,747 @@
+//! The runtime proper: every write to a conversation goes through here.
+
+use crate::bot::{Bot, BotTurn};
+use crate::bus::EventBus;
+use crate::config::{BotConfig, Config};
+use crate::webhooks::Dispatcher;
+use crate::{Clock, DEFAULT_BOT, Error, Result};
+use async_trait::async_trait;
+use baton_channel::{Channel, Inbound, Ingest, Ingested, Outbound};
+use baton_model::wire::{ConversationView, EventData, EventEnvelope, MessageView};
+use baton_model::{
+    ActionKind, AgentRef, ChannelKind, Conversation, Effect, EventKind, Input, Message, Notice,
+    Reason, SenderKind, Status, Timestamp, bot_may_speak, step,
+};
+use baton_store::{Backend, NewContact, NewConversation, NewMessage, StoredEvent, Store, Tx};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+/// How often a transition retries after losing a compare-and-swap before giving up.
+const MAX_CAS_RETRIES: usize = 200;
+
+/// What starting a conversation needs.
+#[derive(Clone, Debug)]
+pub struct StartConversation {
+    pub bot_id: String,
+    pub channel: ChannelKind,
+    pub contact: NewContact,
+    pub thread_key: Option<String>,
+    pub visitor_token_hash: Option<String>,
+}
+
+/// The engine. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: Config,
+    clock: Clock,
+    bus: EventBus,
+    bot: Arc<dyn Bot>,
+    channels: RwLock<HashMap<ChannelKind, Arc<dyn Channel>>>,
+    webhook_wake: Arc<Notify>,
+}
+
+/// Writes made in one transaction, to announce once it commits.
+#[derive(Default)]
+struct Committed {
+    events: Vec<StoredEvent>,
+    outbound: Vec<Message>,
+}
+
+impl Runtime {
+    pub fn new(store: Store, config: Config, bot: Arc<dyn Bot>) -> Self {
+        Self::with_clock(store, config, bot, Clock::system())
+    }
+
+    pub fn with_clock(store: Store, config: Config, bot: Arc<dyn Bot>, clock: Clock) -> Self {
+        let bus = EventBus::new(store.backend());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                clock,
+                bus,
+                bot,
+                channels: RwLock::new(HashMap::new()),
+                webhook_wake: Arc::new(Notify::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// The configuration of a bot; unknown ids fall back to the default bot.
+    pub fn bot_config(&self, bot_id: &str) -> &BotConfig {
+        self.inner
+            .config
+            .bot(bot_id)
+            .unwrap_or(&self.inner.config.bot)
+    }
+
+    pub fn register_channel(&self, channel: Arc<dyn Channel>) {
+        let mut channels = self.inner.channels.write().unwrap_or_else(|p| p.into_inner());
+        channels.insert(channel.kind(), channel);
+    }
+
+    pub fn channels(&self) -> Vec<Arc<dyn Channel>> {
+        let channels = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        channels.values().cloned().collect()
+    }
+
+    fn channel(&self, kind: ChannelKind) -> Option<Arc<dyn Channel>> {
+        let channels = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        channels.get(&kind).cloned()
+    }
+
+    /// Starts the background work: webhook delivery, the cross-node event
+    /// listener, the abandonment sweep and each channel's receive loop.
+    pub fn start_background(&self) {
+        let dispatcher = Dispatcher {
+            store: self.inner.store.clone(),
+            config: self.inner.config.webhooks.clone(),
+            clock: self.inner.clock.clone(),
+            wake: self.inner.webhook_wake.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+        };
+        tokio::spawn(dispatcher.run());
+        if self.inner.store.backend() == Backend::Postgres {
+            tokio::spawn(
+                self.inner
+                    .bus
+                    .clone()
+                    .listen_postgres(self.inner.store.clone()),
+            );
+        }
+        let abandon_after = self.inner.config.conversations.abandon_after;
+        if !abandon_after.is_zero() {
+            let rt = self.clone();
+            tokio::spawn(async move { rt.sweep_abandoned(abandon_after).await });
+        }
+        for channel in self.channels() {
+            let ingest: Arc<dyn Ingest> = Arc::new(self.clone());
+            tokio::spawn(async move {
+                let kind = channel.kind();
+                if let Err(e) = channel.run(ingest).await {
+                    warn!(channel = %kind, error = %e, "channel receive loop stopped");
+                }
+            });
+        }
+    }
+
+    async fn sweep_abandoned(&self, after: Duration) {
+        let period = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+        loop {
+            tokio::time::sleep(period).await;
+            let cutoff = self.now().plus_millis(-(after.as_millis() as i64));
+            let ids = match self.inner.store.waiting_since_before(cutoff).await {
+                Ok(ids) => ids,
+                Err(e) => {
+                    warn!(error = %e, "cannot look for abandoned conversations");
+                    continue;
+                }
+            };
+            for id in ids {
+                match self.apply(&id, |_| Input::Abandon).await {
+                    Ok(_) => info!(conversation_id = %id, "conversation abandoned"),
+                    // Claimed meanwhile: nothing to abandon.
+                    Err(Error::Transition(_)) => {}
+                    Err(e) => warn!(conversation_id = %id, error = %e, "cannot abandon"),
+                }
+            }
+        }
+    }
+
+    // ----- visitors -------------------------------------------------------
+
+    /// Creates a conversation in `bot` status, records `conversation.started`
+    /// and lets the bot greet.
+    pub async fn start_conversation(&self, start: StartConversation) -> Result<Conversation> {
+        if self.inner.config.bot(&start.bot_id).is_none() {
+            return Err(Error::NotFound("bot"));
+        }
+        let now = self.now();
+        let mut tx = self.inner.store.begin().await?;
+        let conv = tx
+            .create_conversation(
+                &NewConversation {
+                    bot_id: start.bot_id.clone(),
+                    channel: start.channel,
+                    contact: start.contact,
+                    thread_key: start.thread_key,
+                    visitor_token_hash: start.visitor_token_hash,
+                },
+                now,
+            )
+            .await?;
+        let mut done = Committed::default();
+        let greeting = self.bot_config(&conv.bot_id).greeting.clone();
+        if !greeting.trim().is_empty() {
+            let msg = tx
+                .append_message(&conv.id, &self.bot_message(&conv.bot_id, greeting, vec![]), now)
+                .await?;
+            done.outbound.push(msg);
+        }
+        let snapshot = self.snapshot(&mut tx, &conv.id).await?;
+        done.events
+            .push(insert_event(&mut tx, EventKind::Started, &snapshot, None, now).await?);
+        for m in &done.outbound {
+            done.events.push(
+                insert_event(&mut tx, EventKind::MessageCreated, &snapshot, Some(m), now).await?,
+            );
+        }
+        tx.commit().await?;
+        info!(conversation_id = %conv.id, channel = %conv.channel, "conversation started");
+        self.after_commit(&snapshot, done);
+        Ok(snapshot)
+    }
+
+    /// The visitor pressed a button: "talk to a human" or a quick reply.
+    pub async fn visitor_action(&self, conversation_id: &str, action: &str) -> Result<Conversation> {
+        let conv = self.conversation(conversation_id).await?;
+        if action == "request_human" {
+            return self.request_human(conv).await;
+        }
+        // A quick reply is the visitor saying the button's label.
+        let recent = self
+            .inner
+            .store
+            .messages(conversation_id, (conv.last_seq - 20).max(0), false, 50)
+            .await?;
+        let label = recent
+            .iter()
+            .rev()
+            .filter(|m| m.sender == SenderKind::Bot)
+            .flat_map(|m| m.actions.iter())
+            .find(|a| a.id == action && a.kind == ActionKind::Reply)
+            .map(|a| a.label.clone())
+            .ok_or_else(|| Error::Invalid(format!("unknown action `{action}`")))?;
+        let new = NewMessage::text(SenderKind::Visitor, label);
+        Ok(self.store_visitor_message(&conv.id, new).await?.conversation)
+    }
+
+    async fn request_human(&self, conv: Conversation) -> Result<Conversation> {
+        let handover = &self.bot_config(&conv.bot_id).handover;
+        if !handover.enabled {
+            return Err(Error::Invalid(
+                "hand-over to a human is switched off for this bot".into(),
+            ));
+        }
+        match conv.state.status {
+            // Already with (or on the way to) a human: pressing again changes nothing.
+            Status::Waiting | Status::Active => Ok(conv),
+            Status::Resolved | Status::Bot => {
+                if conv.state.status == Status::Resolved {
+                    self.apply(&conv.id, |_| Input::VisitorMessage).await?;
+                }
+                self.escalate(&conv.id, Reason::known(Reason::VISITOR_REQUEST), None, None)
+                    .await
+            }
+        }
+    }
+
+    /// Stores a visitor message (once, however often it is resent), reopens a
+    /// resolved conversation, and lets the bot answer if it may.
+    pub async fn ingest_inbound(&self, inbound: Inbound) -> Result<Ingested> {
+        let limit = self.inner.config.limits.max_message_bytes;
+        if inbound.text.len() > limit {
+            return Err(Error::TooLarge { limit });
+        }
+        if inbound.text.trim().is_empty() && inbound.attachments.is_empty() && inbound.action.is_none() {
+            return Err(Error::Invalid("message text must not be empty".into()));
+        }
+        let conv = self.conversation_for(&inbound).await?;
+        if let Some(action) = &inbound.action {
+            let conversation = self.visitor_action(&conv.id, action).await?;
+            return Ok(Ingested {
+                conversation,
+                message: None,
+                duplicate: false,
+            });
+        }
+        let new = NewMessage {
+            sender: SenderKind::Visitor,
+            author: None,
+            text: inbound.text,
+            internal: false,
+            actions: vec![],
+            attachments: inbound.attachments,
+            client_id: inbound.client_id,
+            channel_message_id: inbound.channel_message_id,
+        };
+        self.store_visitor_message(&conv.id, new).await
+    }
+
+    async fn store_visitor_message(&self, conversation_id: &str, new: NewMessage) -> Result<Ingested> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let conv = self.conversation(conversation_id).await?;
+            let now = self.now();
+            let (next, effects) = step(&conv.state, Input::VisitorMessage, now)?;
+            let mut tx = self.inner.store.begin().await?;
+            if let Some(existing) = tx
+                .find_duplicate(&conv.id, new.client_id.as_deref(), new.channel_message_id.as_deref())
+                .await?
+            {
+                tx.rollback().await?;
+                debug!(conversation_id = %conv.id, seq = existing.seq, "dropped a repeated message");
+                return Ok(Ingested {
+                    conversation: conv,
+                    message: Some(existing),
+                    duplicate: true,
+                });
+            }
+            if next != conv.state && !tx.cas_state(&conv.id, conv.version, &next, now).await? {
+                continue;
+            }
+            let mut done = Committed::default();
+            let message = tx.append_message(&conv.id, &new, now).await?;
+            let snapshot = self
+                .finish(&mut tx, &conv, &effects, vec![message.clone()], &mut done, now)
+                .await?;
+            tx.commit().await?;
+            self.after_commit(&snapshot, done);
+            if bot_may_speak(&snapshot.state, now) {
+                let rt = self.clone();
+                let id = snapshot.id.clone();
+                tokio::spawn(async move { rt.bot_turn(&id).await });
+            }
+            return Ok(Ingested {
+                conversation: snapshot,
+                message: Some(message),
+                duplicate: false,
+            });
+        }
+        Err(Error::Conflict("the conversation is too busy; try again".into()))
+    }
+
+    async fn conversation_for(&self, inbound: &Inbound) -> Result<Conversation> {
+        if let Some(id) = &inbound.conversation_id {
+            let conv = self.conversation(id).await?;
+            if conv.channel != inbound.channel {
+                return Err(Error::Invalid("message arrived on another channel".into()));
+            }
+            return Ok(conv);
+        }
+        let store = &self.inner.store;
+        if let Some(conv) = store.conversation_by_thread(inbound.channel, &inbound.thread_key).await? {
+            return Ok(conv);
+        }
+        let start = StartConversation {
+            bot_id: DEFAULT_BOT.to_owned(),
+            channel: inbound.channel,
+            contact: NewContact {
+                name: inbound.sender.name.clone(),
+                email: inbound.sender.email.clone(),
+                phone: None,
+                external_id: Some(inbound.sender.external_id.clone()),
+            },
+            thread_key: Some(inbound.thread_key.clone()),
+            visitor_token_hash: None,
+        };
+        match self.start_conversation(start).await {
+            Ok(conv) => Ok(conv),
+            // Two first messages raced; the other one created it.
+            Err(Error::Store(e)) if e.is_unique_violation() => store
+                .conversation_by_thread(inbound.channel, &inbound.thread_key)
+                .await?
+                .ok_or(Error::NotFound("conversation")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One bot turn: ask the bot, then store its answer only if it may still speak.
+    async fn bot_turn(&self, conversation_id: &str) {
+        if let Err(e) = self.try_bot_turn(conversation_id).await {
+            warn!(%conversation_id, error = %e, "bot turn failed");
+        }
+    }
+
+    async fn try_bot_turn(&self, conversation_id: &str) -> Result<()> {
+        let conv = self.conversation(conversation_id).await?;
+        if !bot_may_speak(&conv.state, self.now()) {
+            return Ok(());
+        }
+        let history = self
+            .inner
+            .store
+            .messages(conversation_id, (conv.last_seq - 30).max(0), false, 30)
+            .await?;
+        let Some(last) = history.iter().rev().find(|m| m.sender == SenderKind::Visitor) else {
+            return Ok(());
+        };
+        let reply = self
+            .inner
+            .bot
+            .reply(BotTurn {
+                bot_id: &conv.bot_id,
+                conversation: &conv,
+                history: &history,
+                text: &last.text,
+            })
+            .await;
+
+        let now = self.now();
+        let mut tx = self.inner.store.begin().await?;
+        let Some(locked) = tx.lock_conversation(conversation_id).await? else {
+            return Err(Error::NotFound("conversation"));
+        };
+        // The who-may-speak gate, under the row lock: a claim that committed
+        // while the bot was thinking wins, and the reply is dropped.
+        if !bot_may_speak(&locked.state, now) {
+            tx.rollback().await?;
+            debug!(%conversation_id, status = %locked.state.status, "bot reply dropped: a human holds the conversation");
+            return Ok(());
+        }
+        let mut done = Committed::default();
+        let mut messages = vec![];
+        for m in reply.messages {
+            let new = self.bot_message(&conv.bot_id, m.text, m.actions);
+            messages.push(tx.append_message(conversation_id, &new, now).await?);
+        }
+        if !messages.is_empty() {
+            let snapshot = self
+                .finish(&mut tx, &locked, &[], messages, &mut done, now)
+                .await?;
+            tx.commit().await?;
+            self.after_commit(&snapshot, done);
+        } else {
+            tx.rollback().await?;
+        }
+        if let Some(reason) = reply.escalate {
+            match self.escalate(conversation_id, reason, None, None).await {
+                Ok(_) | Err(Error::Transition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn bot_message(&self, bot_id: &str, text: String, actions: Vec<baton_model::Action>) -> NewMessage {
+        NewMessage {
+            author: Some(AgentRef {
+                id: format!("bot:{bot_id}"),
+                name: self.bot_config(bot_id).name.clone(),
+            }),
+            actions,
+            ..NewMessage::text(SenderKind::Bot, text)
+        }
+    }
+
+    // ----- staff ----------------------------------------------------------
+
+    /// Hands a conversation to a human. Without a reason, the reason is `manual`.
+    pub async fn escalate(
+        &self,
+        conversation_id: &str,
+        reason: Reason,
+        by: Option<&AgentRef>,
+        department: Option<String>,
+    ) -> Result<Conversation> {
+        let conv = self
+            .apply(conversation_id, |conv| Input::Escalate {
+                reason: reason.clone(),
+                by: by.map(|a| a.id.clone()),
+                department: department.clone(),
+                pause_bot_for_ms: self.pause_ms(conv),
+            })
+            .await?;
+        info!(%conversation_id, reason = %reason, "conversation escalated");
+        Ok(conv)
+    }
+
+    pub async fn claim(&self, conversation_id: &str, agent: &AgentRef) -> Result<Conversation> {
+        self.apply(conversation_id, |conv| Input::Claim {
+            agent: agent.clone(),
+            pause_bot_for_ms: self.pause_ms(conv),
+        })
+        .await
+    }
+
+    fn pause_ms(&self, conv: &Conversation) -> i64 {
+        let pause = self.bot_config(&conv.bot_id).handover.pause_bot_for;
+        i64::try_from(pause.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// A staff member writes: to the visitor (claiming first where needed) or an internal note.
+    pub async fn agent_message(
+        &self,
+        conversation_id: &str,
+        agent: &AgentRef,
+        text: String,
+        internal: bool,
+    ) -> Result<Message> {
+        let limit = self.inner.config.limits.max_message_bytes;
+        if text.len() > limit {
+            return Err(Error::TooLarge { limit });
+        }
+        if text.trim().is_empty() {
+            return Err(Error::Invalid("message text must not be empty".into()));
+        }
+        let new = NewMessage {
+            author: Some(agent.clone()),
+            internal,
+            ..NewMessage::text(SenderKind::Agent, text)
+        };
+        for _ in 0..MAX_CAS_RETRIES {
+            let conv = self.conversation(conversation_id).await?;
+            let now = self.now();
+            let mut tx = self.inner.store.begin().await?;
+            let (next, effects) = if internal {
+                // A note changes nothing about who holds the conversation.
+                tx.lock_conversation(conversation_id).await?;
+                (conv.state.clone(), vec![])
+            } else {
+                step(
+                    &conv.state,
+                    Input::AgentMessage {
+                        agent: agent.clone(),
+                        pause_bot_for_ms: self.pause_ms(&conv),
+                    },
+                    now,
+                )?
+            };
+            if next != conv.state && !tx.cas_state(&conv.id, conv.version, &next, now).await? {
+                continue;
+            }
+            let mut done = Committed::default();
+            // Notices ("Alice joined") go before the reply itself.
+            let notices = self.append_notices(&mut tx, &conv, &effects, now).await?;
+            let message = tx.append_message(&conv.id, &new, now).await?;
+            let mut messages = notices;
+            messages.push(message.clone());
+            let snapshot = self
+                .finish_appended(&mut tx, &conv, &effects, messages, &mut done, now)
+                .await?;
+            tx.commit().await?;
+            self.after_commit(&snapshot, done);
+            return Ok(message);
+        }
+        Err(Error::Conflict("the conversation is too busy; try again".into()))
+    }
+
+    /// Applies one hand-over input, built from the current conversation, with
+    /// its effects, atomically. Retries when another writer got in first.
+    pub async fn apply(
+        &self,
+        conversation_id: &str,
+        input: impl Fn(&Conversation) -> Input,
+    ) -> Result<Conversation> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let conv = self.conversation(conversation_id).await?;
+            let now = self.now();
+            let (next, effects) = step(&conv.state, input(&conv), now)?;
+            if effects.is_empty() && next == conv.state {
+                return Ok(conv);
+            }
+            let mut tx = self.inner.store.begin().await?;
+            if !tx.cas_state(&conv.id, conv.version, &next, now).await? {
+                tx.rollback().await?;
+                continue;
+            }
+            let mut done = Committed::default();
+            let snapshot = self
+                .finish(&mut tx, &conv, &effects, vec![], &mut done, now)
+                .await?;
+            tx.commit().await?;
+            self.after_commit(&snapshot, done);
+            return Ok(snapshot);
+        }
+        Err(Error::Conflict("the conversation is too busy; try again".into()))
+    }
+
+    /// Appends the notices among `effects`, then records events (see [`Self::finish_appended`]).
+    async fn finish(
+        &self,
+        tx: &mut Tx,
+        conv: &Conversation,
+        effects: &[Effect],
+        messages: Vec<Message>,
+        done: &mut Committed,
+        now: Timestamp,
+    ) -> Result<Conversation> {
+        let mut all = self.append_notices(tx, conv, effects, now).await?;
+        all.extend(messages);
+        self.finish_appended(tx, conv, effects, all, done, now).await
+    }
+
+    async fn append_notices(
+        &self,
+        tx: &mut Tx,
+        conv: &Conversation,
+        effects: &[Effect],
+        now: Timestamp,
+    ) -> Result<Vec<Message>> {
+        let mut out = vec![];
+        for effect in effects {
+            if let Effect::Notify(notice) = effect {
+                let text = notice_text(self.bot_config(&conv.bot_id), notice);
+                out.push(
+                    tx.append_message(&conv.id, &NewMessage::text(SenderKind::System, text), now)
+                        .await?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records the transition's event and one `message.created` per message,
+    /// all carrying the conversation as it is at the end of the transaction.
+    async fn finish_appended(
+        &self,
+        tx: &mut Tx,
+        conv: &Conversation,
+        effects: &[Effect],
+        messages: Vec<Message>,
+        done: &mut Committed,
+        now: Timestamp,
+    ) -> Result<Conversation> {
+        let snapshot = self.snapshot(tx, &conv.id).await?;
+        for effect in effects {
+            if let Effect::Emit(kind) = effect {
+                done.events
+                    .push(insert_event(tx, *kind, &snapshot, None, now).await?);
+            }
+        }
+        for m in &messages {
+            done.events.push(
+                insert_event(tx, EventKind::MessageCreated, &snapshot, Some(m), now).await?,
+            );
+        }
+        done.outbound.extend(messages);
+        Ok(snapshot)
+    }
+
+    async fn snapshot(&self, tx: &mut Tx, id: &str) -> Result<Conversation> {
+        tx.conversation(id).await?.ok_or(Error::NotFound("conversation"))
+    }
+
+    /// After a commit: publish the events, wake the webhook dispatcher, and hand
+    /// outbound messages to the conversation's channel.
+    fn after_commit(&self, conv: &Conversation, done: Committed) {
+        let had_events = !done.events.is_empty();
+        self.inner.bus.committed(done.events);
+        if had_events {
+            self.inner.webhook_wake.notify_one();
+        }
+        let Some(channel) = self.channel(conv.channel) else {
+            return;
+        };
+        let outbound: Vec<Message> = done
+            .outbound
+            .into_iter()
+            .filter(|m| !m.internal && m.sender != SenderKind::Visitor)
+            .collect();
+        if outbound.is_empty() {
+            return;
+        }
+        let conv = conv.clone();
+        tokio::spawn(async move {
+            for message in &outbound {
+                let out = Outbound {
+                    conversation: &conv,
+                    thread_key: conv.thread_key.as_deref(),
+                    message,
+                };
+                if let Err(e) = channel.deliver(out).await {
+                    warn!(conversation_id = %conv.id, seq = message.seq, error = %e, "delivery failed");
+                }
+            }
+        });
+    }
+
+    // ----- reads ----------------------------------------------------------
+
+    pub async fn conversation(&self, id: &str) -> Result<Conversation> {
+        self.inner
+            .store
+            .conversation(id)
+            .await?
+            .ok_or(Error::NotFound("conversation"))
+    }
+
+    /// 1-based position in its department's queue, for a `waiting` conversation.
+    pub async fn queue_position(&self, conv: &ConversationView) -> Result<Option<usize>> {
+        if conv.status != Status::Waiting {
+            return Ok(None);
+        }
+        let queue = self.inner.store.queue(conv.department.as_deref()).await?;
+        Ok(queue.iter().position(|(id, _)| *id == conv.id).map(|i| i + 1))
+    }
+
+    /// Whether staff without monitoring see this conversation (DESIGN.md, monitoring mode).
+    pub fn visible_to_staff(&self, conv: &ConversationView) -> bool {
+        conv.status != Status::Bot || self.bot_config(&conv.bot).handover.monitoring
+    }
+}
+
+async fn insert_event(
+    tx: &mut Tx,
+    kind: EventKind,
+    conv: &Conversation,
+    message: Option<&Message>,
+    now: Timestamp,
+) -> Result<StoredEvent> {
+    let envelope = EventEnvelope {
+        id: baton_store::new_event_id(),
+        kind,
+        created_at: now,
+        data: EventData {
+            conversation: ConversationView::from(conv),
+            message: message.map(MessageView::from),
+        },
+    };
+    Ok(tx.insert_event(&envelope).await?)
+}
+
+/// The system message a visitor sees for a notice.
+pub fn notice_text(bot: &BotConfig, notice: &Notice) -> String {
+    match notice {
+        Notice::Escalated => bot.handover.online_message.clone(),
+        Notice::AgentJoined { name } => format!("{name} joined the conversation"),
+        Notice::AgentLeft { name } => {
+            format!("{name} left the conversation. {} is back to help.", bot.name)
+        }
+        Notice::TransferredTo { name } => format!("You are now talking with {name}"),
+        Notice::Requeued => {
+            "You are back in the queue; the next available person will be with you shortly."
+                .to_owned()
+        }
+        Notice::Resolved => "This conversation was marked as resolved.".to_owned(),
+    }
+}
+
+#[async_trait]
+impl Ingest for Runtime {
+    async fn ingest(&self, inbound: Inbound) -> baton_channel::Result<Ingested> {
+        self.ingest_inbound(inbound)
+            .await
+            .map_err(|e| baton_channel::Error::Other(e.to_string()))
+    }
+}

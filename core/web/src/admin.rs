@@ -1,0 +1,309 @@
+//! Webhook subscriptions, their delivery log, and the hand-over report.
+
+use crate::AppState;
+use crate::auth::Staff;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, Q};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_model::{EventKind, Timestamp};
+use baton_store::{NewWebhook, Webhook};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+
+fn webhook_json(w: &Webhook) -> Value {
+    // The secret is write-only: it is never shown again.
+    json!({
+        "id": w.id,
+        "url": w.url,
+        "events": w.events,
+        "active": w.active,
+        "created_at": w.created_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookBody {
+    url: String,
+    events: Vec<String>,
+    secret: String,
+}
+
+pub async fn create_webhook(
+    State(state): State<AppState>,
+    staff: Staff,
+    Body(body): Body<WebhookBody>,
+) -> ApiResult<Response> {
+    staff.require_admin()?;
+    let url = reqwest_like_url(&body.url)?;
+    if body.events.is_empty() {
+        return Err(ApiError::invalid("events must name at least one event type, or \"*\""));
+    }
+    for e in &body.events {
+        if e != "*" && EventKind::parse(e).is_none() {
+            let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(ApiError::invalid(format!(
+                "unknown event type `{e}`, expected \"*\" or one of: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    if body.secret.len() < 8 || body.secret.len() > 256 {
+        return Err(ApiError::invalid("secret must be 8 to 256 bytes"));
+    }
+    let hook = state
+        .runtime()
+        .store()
+        .create_webhook(
+            NewWebhook {
+                url: &url,
+                events: &body.events,
+                secret: &body.secret,
+            },
+            state.runtime().now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"webhook": webhook_json(&hook)}))).into_response())
+}
+
+/// Accepts only absolute http(s) URLs with a host.
+fn reqwest_like_url(url: &str) -> ApiResult<String> {
+    let url = url.trim();
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| ApiError::invalid("url must start with http:// or https://"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ApiError::invalid(format!("`{url}` is not a usable URL")));
+    }
+    Ok(url.to_owned())
+}
+
+pub async fn list_webhooks(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let hooks = state.runtime().store().webhooks().await?;
+    Ok(Json(json!({"webhooks": hooks.iter().map(webhook_json).collect::<Vec<_>>()})))
+}
+
+pub async fn delete_webhook(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    staff.require_admin()?;
+    if state.runtime().store().delete_webhook(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("webhook"))
+    }
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let store = state.runtime().store();
+    if store.webhook(&id).await?.is_none() {
+        return Err(ApiError::not_found("webhook"));
+    }
+    let list = store.deliveries(&id, 200).await?;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "event_id": d.event_id,
+                "event_type": d.event_type,
+                "status": d.status.as_str(),
+                "attempts": d.attempts,
+                "last_status": d.last_status,
+                "last_error": d.last_error,
+                "next_attempt_at": (d.status == baton_store::DeliveryStatus::Pending).then_some(d.next_attempt_at),
+                "delivered_at": d.delivered_at,
+                "created_at": d.created_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"deliveries": rows})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+struct Report {
+    from: Timestamp,
+    to: Timestamp,
+    total: usize,
+    by_reason: BTreeMap<String, usize>,
+    by_channel: BTreeMap<String, usize>,
+    /// (event id, conversation id, reason, channel, department, escalated at, claimed after seconds)
+    rows: Vec<(String, String, String, String, String, Timestamp, Option<f64>)>,
+    claim_seconds: Vec<f64>,
+}
+
+fn parse_bound(value: Option<&str>, field: &str, default: Timestamp) -> ApiResult<Timestamp> {
+    match value {
+        None | Some("") => Ok(default),
+        Some(v) => Timestamp::parse_rfc3339(v)
+            .or_else(|| {
+                // A bare date means midnight UTC.
+                Timestamp::parse_rfc3339(&format!("{v}T00:00:00Z"))
+            })
+            .ok_or_else(|| ApiError::bad_request(format!("`{field}` must be an RFC 3339 time or a date, got `{v}`"))),
+    }
+}
+
+async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
+    let now = state.runtime().now();
+    let to = parse_bound(q.to.as_deref(), "to", now.plus_millis(1))?;
+    let from = parse_bound(q.from.as_deref(), "from", to.plus_millis(-30 * 86_400_000))?;
+    if from > to {
+        return Err(ApiError::bad_request("`from` must not be after `to`"));
+    }
+    let events = state
+        .runtime()
+        .store()
+        .events_of_kinds(&[EventKind::Escalated, EventKind::Claimed], from, to.plus_millis(365 * 86_400_000))
+        .await?;
+    // A hand-over is an escalation, or a claim straight from `bot` (a takeover).
+    let mut claims: HashMap<&str, Vec<Timestamp>> = HashMap::new();
+    for e in &events {
+        if e.envelope.kind == EventKind::Claimed {
+            claims.entry(&e.envelope.data.conversation.id).or_default().push(e.envelope.created_at);
+        }
+    }
+    let mut report = Report {
+        from,
+        to,
+        total: 0,
+        by_reason: BTreeMap::new(),
+        by_channel: BTreeMap::new(),
+        rows: vec![],
+        claim_seconds: vec![],
+    };
+    for e in &events {
+        let env = &e.envelope;
+        if env.created_at < from || env.created_at >= to {
+            continue;
+        }
+        let conv = &env.data.conversation;
+        let Some(handover) = &conv.handover else { continue };
+        let is_handover = match env.kind {
+            EventKind::Escalated => true,
+            // A claim whose hand-over happened at the same instant was a takeover.
+            EventKind::Claimed => handover.at == env.created_at,
+            _ => false,
+        };
+        if !is_handover {
+            continue;
+        }
+        let claimed_after = claims
+            .get(conv.id.as_str())
+            .and_then(|ts| ts.iter().find(|t| **t >= env.created_at))
+            .map(|t| t.since(env.created_at) as f64 / 1000.0);
+        if let Some(s) = claimed_after {
+            report.claim_seconds.push(s);
+        }
+        report.total += 1;
+        *report.by_reason.entry(handover.reason.clone()).or_default() += 1;
+        *report.by_channel.entry(conv.channel.to_string()).or_default() += 1;
+        report.rows.push((
+            env.id.clone(),
+            conv.id.clone(),
+            handover.reason.clone(),
+            conv.channel.to_string(),
+            conv.department.clone().unwrap_or_default(),
+            env.created_at,
+            claimed_after,
+        ));
+    }
+    Ok(report)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted.get(rank.min(sorted.len() - 1)).copied()
+}
+
+pub async fn handover_report(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Q(q): Q<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    let mut r = build_report(&state, &q).await?;
+    r.claim_seconds.sort_by(f64::total_cmp);
+    Ok(Json(json!({
+        "from": r.from,
+        "to": r.to,
+        "total": r.total,
+        "by_reason": r.by_reason,
+        "by_channel": r.by_channel,
+        "time_to_claim": {
+            "count": r.claim_seconds.len(),
+            "p50_seconds": percentile(&r.claim_seconds, 50.0),
+            "p90_seconds": percentile(&r.claim_seconds, 90.0),
+        },
+    })))
+}
+
+pub async fn handover_report_csv(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Q(q): Q<RangeQuery>,
+) -> ApiResult<Response> {
+    let r = build_report(&state, &q).await?;
+    let mut out = String::from(
+        "event_id,conversation_id,reason,channel,department,escalated_at,time_to_claim_seconds\n",
+    );
+    for (event, conv, reason, channel, dept, at, claim) in &r.rows {
+        let claim = claim.map(|s| format!("{s:.3}")).unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            csv(event),
+            csv(conv),
+            csv(reason),
+            csv(channel),
+            csv(dept),
+            at,
+            claim
+        ));
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"handovers.csv\""),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+/// Quotes a CSV field when needed and defuses spreadsheet formulas.
+fn csv(field: &str) -> String {
+    let field = if field.starts_with(['=', '+', '-', '@']) {
+        format!("'{field}")
+    } else {
+        field.to_owned()
+    };
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field
+    }
+}

@@ -1,0 +1,223 @@
+//! Baton's public HTTP and WebSocket API (API.md), built with axum.
+//!
+//! [`router`] is the whole server as a `Router`, so tests can drive it with
+//! `oneshot` or bind it to `127.0.0.1:0`. Handlers are thin: they
+//! authenticate, parse, call the runtime and shape JSON.
+//!
+//! Architecture invariants: request bodies, query strings and error shapes
+//! live only in this crate; handlers never write to the store directly for
+//! anything that touches a conversation (that is the runtime's job); every
+//! error goes out as `{"error": {"code", "message"}}` and none leaks internals.
+
+mod admin;
+mod auth;
+mod error;
+mod events;
+mod extract;
+mod metrics;
+mod staff;
+mod widget;
+
+pub use error::{ApiError, ApiResult};
+pub use metrics::Metrics;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use baton_runtime::Runtime;
+use governor::clock::DefaultClock;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use serde_json::json;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+type KeyedLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    runtime: Runtime,
+    metrics: Metrics,
+    widget_limiter: KeyedLimiter,
+    staff_limiter: KeyedLimiter,
+    login_limiter: KeyedLimiter,
+    /// Typing notices: fleeting, so they skip the outbox.
+    typing: broadcast::Sender<events::Typing>,
+    secure_cookies: bool,
+}
+
+/// Options the binary sets on the web layer.
+#[derive(Clone, Debug, Default)]
+pub struct WebOptions {
+    /// Mark cookies `Secure` (serve behind HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl AppState {
+    pub fn new(runtime: Runtime, options: WebOptions) -> Self {
+        let limits = runtime.config().limits.clone();
+        let quota = |per_second: u32, burst: u32| {
+            Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN))
+        };
+        let (typing, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(StateInner {
+                metrics: Metrics::new(),
+                widget_limiter: RateLimiter::keyed(quota(
+                    limits.widget_messages_per_second,
+                    limits.widget_burst,
+                )),
+                staff_limiter: RateLimiter::keyed(quota(
+                    limits.staff_requests_per_second,
+                    limits.staff_burst,
+                )),
+                // Slows password guessing to a trickle per address.
+                login_limiter: RateLimiter::keyed(
+                    Quota::per_minute(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN))
+                        .allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
+                ),
+                typing,
+                secure_cookies: options.secure_cookies,
+                runtime,
+            }),
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn check_rate(limiter: &KeyedLimiter, key: String) -> ApiResult<()> {
+        limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+            ApiError::rate_limited(wait.as_secs() + 1)
+        })
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.runtime().config().limits.max_body_bytes;
+    let api = Router::new()
+        .route("/widget/sessions", post(widget::create_session))
+        .route("/widget/messages", get(widget::list_messages).post(widget::post_message))
+        .route("/widget/actions", post(widget::post_action))
+        .route("/widget/ws", get(widget::ws))
+        .route("/auth/login", post(staff::login))
+        .route("/auth/logout", post(staff::logout))
+        .route("/me", get(staff::me))
+        .route("/me/presence", put(staff::set_presence))
+        .route("/tokens", post(staff::create_token))
+        .route("/users", get(staff::list_users).post(staff::create_user))
+        .route("/conversations", get(staff::list_conversations))
+        .route("/conversations/{id}", get(staff::get_conversation))
+        .route("/conversations/{id}/claim", post(staff::claim))
+        .route("/conversations/{id}/messages", post(staff::post_message))
+        .route("/conversations/{id}/handback", post(staff::handback))
+        .route("/conversations/{id}/resolve", post(staff::resolve))
+        .route("/conversations/{id}/unclaim", post(staff::unclaim))
+        .route("/conversations/{id}/escalate", post(staff::escalate))
+        .route("/conversations/{id}/transfer", post(staff::transfer))
+        .route("/conversations/{id}/typing", post(staff::typing))
+        .route("/events", get(events::stream))
+        .route("/webhooks", get(admin::list_webhooks).post(admin::create_webhook))
+        .route("/webhooks/{id}", delete(admin::delete_webhook))
+        .route("/webhooks/{id}/deliveries", get(admin::deliveries))
+        .route("/reports/handovers", get(admin::handover_report))
+        .route("/reports/handovers.csv", get(admin::handover_report_csv))
+        .route("/openapi.json", get(openapi));
+
+    let mut channels = Router::new();
+    for channel in state.runtime().channels() {
+        let ingest: Arc<dyn baton_channel::Ingest> = Arc::new(state.runtime().clone());
+        if let Some(routes) = channel.routes(ingest) {
+            channels = channels.nest(&format!("/{}", channel.kind()), routes);
+        }
+    }
+
+    Router::new()
+        .route("/", get(landing))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
+        .nest("/api/v1", api.nest("/channels", channels.with_state(())))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts requests and sets the security headers every response carries.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    state.metrics().http_response(response.status().as_u16());
+    let headers = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'; object-src 'none'",
+    );
+    set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, header::REFERRER_POLICY, "no-referrer");
+    response
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.runtime().store().ping().await {
+        Ok(()) => axum::Json(json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+        .into_response()
+}
+
+async fn landing() -> Html<&'static str> {
+    Html(include_str!("../assets/landing.html"))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no such endpoint: {}", uri.path()),
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

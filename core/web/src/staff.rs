@@ -1,0 +1,458 @@
+//! The agent and admin side: sign-in, users, tokens and conversations.
+
+use crate::AppState;
+use crate::auth::{CSRF_COOKIE, ClientIp, SESSION_COOKIE, Staff, cookie, role_from};
+use crate::error::{ApiError, ApiResult};
+use crate::events::Typing;
+use crate::extract::{Body, OptionalBody, Q};
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_model::wire::{ConversationView, MessageView};
+use baton_model::{AgentRef, Input, Presence, Reason, Role, SenderKind, Status, TransferTarget};
+use baton_runtime::auth::{
+    TokenKind, check_password_policy, hash_password, new_token, token_hash, verify_password,
+};
+use baton_store::{AssigneeFilter, ConversationFilter, NewUser, User};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::OnceLock;
+
+/// How long a browser session lasts.
+const SESSION_DAYS: i64 = 14;
+
+pub fn user_json(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "role": u.role,
+        "presence": u.presence,
+        "created_at": u.created_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    email: String,
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Body(body): Body<LoginBody>,
+) -> ApiResult<Response> {
+    AppState::check_rate(&state.inner.login_limiter, format!("login:{ip}"))?;
+    let store = state.runtime().store();
+    let user = store.user_by_email(&body.email).await?;
+    // Verify against a dummy hash when the user is unknown, so that timing
+    // does not tell which emails have accounts.
+    let hash = match &user {
+        Some(u) => u.password_hash.clone(),
+        None => dummy_hash().to_owned(),
+    };
+    let password = body.password;
+    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(ApiError::unauthorized("wrong email or password"));
+    };
+    let session = new_token(TokenKind::Session);
+    let csrf = new_token(TokenKind::Session)
+        .trim_start_matches("bs_")
+        .to_owned();
+    let now = state.runtime().now();
+    let expires = now.plus_millis(SESSION_DAYS * 86_400_000);
+    store
+        .create_session(&token_hash(&session), &user.id, &csrf, now, expires)
+        .await?;
+    let secure = if state.inner.secure_cookies { "; Secure" } else { "" };
+    let max_age = SESSION_DAYS * 86_400;
+    let session_cookie =
+        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    // Readable by the inbox's script, which echoes it in X-CSRF-Token.
+    let csrf_cookie = format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}");
+    let mut response = Json(json!({"user": user_json(&user), "csrf_token": csrf})).into_response();
+    for c in [session_cookie, csrf_cookie] {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    tracing::info!(user_id = %user.id, "signed in");
+    Ok(response)
+}
+
+/// A real Argon2id hash of a throwaway password, used only to spend the same
+/// time on unknown emails as on known ones.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| hash_password(&new_token(TokenKind::Session)).unwrap_or_default())
+}
+
+pub async fn logout(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
+    let (mut parts, _) = req.into_parts();
+    let _staff = Staff::from_request_parts(&mut parts, &state).await?;
+    if let Some(session) = cookie(&parts.headers, SESSION_COOKIE) {
+        state.runtime().store().delete_session(&token_hash(session)).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0")) {
+            response.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(response)
+}
+
+pub async fn me(staff: Staff) -> Json<Value> {
+    Json(json!({"user": user_json(&staff.user)}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceBody {
+    presence: String,
+}
+
+pub async fn set_presence(
+    State(state): State<AppState>,
+    staff: Staff,
+    Body(body): Body<PresenceBody>,
+) -> ApiResult<Json<Value>> {
+    let presence: Presence = body
+        .presence
+        .parse()
+        .map_err(|e: baton_model::model::UnknownValue| ApiError::invalid(e.to_string()))?;
+    state.runtime().store().set_presence(&staff.user.id, presence).await?;
+    let user = User { presence, ..staff.user };
+    Ok(Json(json!({"user": user_json(&user)})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    staff: Staff,
+    OptionalBody(body): OptionalBody<TokenBody>,
+) -> ApiResult<Response> {
+    let name = body.name.unwrap_or_else(|| "api".to_owned());
+    if name.chars().count() > 100 {
+        return Err(ApiError::invalid("name must be at most 100 characters"));
+    }
+    let token = new_token(TokenKind::Api);
+    let record = state
+        .runtime()
+        .store()
+        .create_api_token(&staff.user.id, &name, &token_hash(&token), state.runtime().now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "id": record.id, "name": record.name})),
+    )
+        .into_response())
+}
+
+pub async fn list_users(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let users = state.runtime().store().list_users().await?;
+    Ok(Json(json!({"users": users.iter().map(user_json).collect::<Vec<_>>()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUserBody {
+    email: String,
+    name: String,
+    password: String,
+    role: String,
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    staff: Staff,
+    Body(body): Body<NewUserBody>,
+) -> ApiResult<Response> {
+    staff.require_admin()?;
+    let role = role_from(&body.role)?;
+    if role == Role::Owner && staff.user.role != Role::Owner {
+        return Err(ApiError::forbidden("only an owner may create another owner"));
+    }
+    let email = body.email.trim();
+    if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid(format!("`{email}` is not an email address")));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid("name must be 1 to 100 characters"));
+    }
+    check_password_policy(&body.password).map_err(ApiError::invalid)?;
+    let password = body.password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::internal()
+        })?;
+    let user = state
+        .runtime()
+        .store()
+        .create_user(
+            NewUser {
+                email,
+                name,
+                role,
+                password_hash: &hash,
+            },
+            state.runtime().now(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"user": user_json(&user)}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    assignee: Option<String>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+pub async fn list_conversations(
+    State(state): State<AppState>,
+    staff: Staff,
+    Q(q): Q<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let status = match q.status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(s) => Some(
+            s.parse::<Status>()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
+        ),
+    };
+    let assignee = match q.assignee.as_deref() {
+        None | Some("") | Some("any") => AssigneeFilter::Any,
+        Some("me") => AssigneeFilter::User(staff.user.id.clone()),
+        Some("unassigned") => AssigneeFilter::Unassigned,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown assignee `{other}`, expected one of: me, unassigned, any"
+            )));
+        }
+    };
+    let filter = ConversationFilter {
+        status,
+        assignee,
+        exclude_bot: false,
+        limit: q.limit.unwrap_or(200),
+    };
+    let conversations = state.runtime().store().list_conversations(&filter).await?;
+    Ok(Json(json!({
+        "conversations": conversations.iter().map(ConversationView::from).collect::<Vec<_>>()
+    })))
+}
+
+pub async fn get_conversation(
+    State(state): State<AppState>,
+    _staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let conv = state.runtime().conversation(&id).await?;
+    let messages = state.runtime().store().messages(&id, 0, true, 10_000).await?;
+    state.runtime().store().mark_read(&id).await?;
+    Ok(Json(json!({
+        "conversation": ConversationView::from(&conv),
+        "messages": messages.iter().map(MessageView::from).collect::<Vec<_>>(),
+    })))
+}
+
+fn conversation_json(conv: &baton_model::Conversation) -> Json<Value> {
+    Json(json!({"conversation": ConversationView::from(conv)}))
+}
+
+pub async fn claim(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let result = state.runtime().claim(&id, &staff.agent()).await;
+    state.metrics().claim(result.is_ok());
+    Ok(conversation_json(&result?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentMessageBody {
+    text: String,
+    #[serde(default)]
+    internal: bool,
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Body(body): Body<AgentMessageBody>,
+) -> ApiResult<Response> {
+    staff.require_responder()?;
+    let message = state
+        .runtime()
+        .agent_message(&id, &staff.agent(), body.text, body.internal)
+        .await?;
+    state.metrics().message(SenderKind::Agent);
+    Ok((StatusCode::CREATED, Json(json!({"message": MessageView::from(&message)}))).into_response())
+}
+
+pub async fn handback(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let by = staff.agent();
+    let conv = state
+        .runtime()
+        .apply(&id, |_| Input::HandBack { by: by.clone() })
+        .await?;
+    Ok(conversation_json(&conv))
+}
+
+pub async fn resolve(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let by = staff.agent();
+    let conv = state
+        .runtime()
+        .apply(&id, |_| Input::Resolve { by: Some(by.clone()) })
+        .await?;
+    Ok(conversation_json(&conv))
+}
+
+pub async fn unclaim(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let by = staff.agent();
+    let conv = state
+        .runtime()
+        .apply(&id, |_| Input::Unclaim { by: by.clone() })
+        .await?;
+    Ok(conversation_json(&conv))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateBody {
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+}
+
+pub async fn escalate(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    OptionalBody(body): OptionalBody<EscalateBody>,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let reason = match body.reason.as_deref() {
+        None | Some("") => Reason::known(Reason::MANUAL),
+        Some(r) => Reason::new(r).map_err(|e| ApiError::invalid(e.to_string()))?,
+    };
+    let department = clean_department(body.department)?;
+    let conv = state
+        .runtime()
+        .escalate(&id, reason, Some(&staff.agent()), department)
+        .await?;
+    Ok(conversation_json(&conv))
+}
+
+fn clean_department(d: Option<String>) -> ApiResult<Option<String>> {
+    match d.map(|d| d.trim().to_owned()) {
+        Some(d) if d.is_empty() => Ok(None),
+        Some(d) if d.chars().count() > 100 => Err(ApiError::invalid("department must be at most 100 characters")),
+        other => Ok(other),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TransferBody {
+    #[serde(default)]
+    agent_id: Option<String>,
+    #[serde(default)]
+    department: Option<String>,
+}
+
+pub async fn transfer(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Body(body): Body<TransferBody>,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let target = match (body.agent_id, clean_department(body.department)?) {
+        (Some(agent_id), None) => {
+            let user = state
+                .runtime()
+                .store()
+                .user(&agent_id)
+                .await?
+                .ok_or_else(|| ApiError::invalid(format!("no user with id `{agent_id}`")))?;
+            if !user.role.may_respond() {
+                return Err(ApiError::invalid(format!(
+                    "{} is a viewer and cannot take conversations",
+                    user.name
+                )));
+            }
+            TransferTarget::Agent(AgentRef {
+                id: user.id,
+                name: user.name,
+            })
+        }
+        (None, Some(dept)) => TransferTarget::Department(dept),
+        _ => {
+            return Err(ApiError::invalid(
+                "name exactly one of `agent_id` or `department`",
+            ));
+        }
+    };
+    let conv = state
+        .runtime()
+        .apply(&id, |_| Input::Transfer { to: target.clone() })
+        .await?;
+    Ok(conversation_json(&conv))
+}
+
+pub async fn typing(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    staff.require_responder()?;
+    let conv = state.runtime().conversation(&id).await?;
+    let _ = state.inner.typing.send(Typing {
+        conversation_id: conv.id,
+        from: staff.user.name.clone(),
+    });
+    Ok(StatusCode::NO_CONTENT)
+}

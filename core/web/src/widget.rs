@@ -1,0 +1,356 @@
+//! The visitor side: sessions, messages, buttons and the widget's WebSocket.
+
+use crate::AppState;
+use crate::auth::{ClientIp, Visitor};
+use crate::error::{ApiError, ApiResult};
+use crate::events::{Typing, status_frame};
+use crate::extract::{Body, Q};
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use baton_channel::{Channel, Inbound, RawInbound};
+use baton_channel_web::WebChannel;
+use baton_model::wire::{ConversationView, MessageView};
+use baton_model::{EventKind, SenderKind};
+use baton_runtime::auth::{TokenKind, new_token, token_hash};
+use baton_runtime::{DEFAULT_BOT, StartConversation};
+use baton_store::NewContact;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SessionBody {
+    #[serde(default)]
+    bot: Option<String>,
+    #[serde(default)]
+    visitor: Option<VisitorBody>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VisitorBody {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+fn clean(value: Option<String>, field: &str, max: usize) -> ApiResult<Option<String>> {
+    match value.map(|v| v.trim().to_owned()) {
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if v.chars().count() > max => {
+            Err(ApiError::invalid(format!("{field} must be at most {max} characters")))
+        }
+        other => Ok(other),
+    }
+}
+
+fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+pub async fn create_session(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    body: crate::extract::OptionalBody<SessionBody>,
+) -> ApiResult<Response> {
+    AppState::check_rate(&state.inner.widget_limiter, format!("ip:{ip}"))?;
+    let body = body.0;
+    let bot = body.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
+    if state.runtime().config().bot(&bot).is_none() {
+        return Err(ApiError::not_found(&format!("bot `{}`", bot.chars().take(64).collect::<String>())));
+    }
+    let visitor = body.visitor.unwrap_or_default();
+    let name = clean(visitor.name, "visitor.name", 200)?;
+    let email = clean(visitor.email, "visitor.email", 254)?;
+    if let Some(e) = &email
+        && !valid_email(e)
+    {
+        return Err(ApiError::invalid(format!("visitor.email `{e}` is not an email address")));
+    }
+    let token = new_token(TokenKind::Visitor);
+    let conversation = state
+        .runtime()
+        .start_conversation(StartConversation {
+            bot_id: bot,
+            channel: baton_model::ChannelKind::Web,
+            contact: NewContact {
+                name,
+                email,
+                phone: None,
+                external_id: None,
+            },
+            thread_key: None,
+            visitor_token_hash: Some(token_hash(&token)),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "conversation_id": conversation.id,
+            "visitor_token": token,
+            "conversation": ConversationView::from(&conversation),
+        })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterQuery {
+    #[serde(default)]
+    after: i64,
+}
+
+pub async fn list_messages(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Q(q): Q<AfterQuery>,
+) -> ApiResult<Json<Value>> {
+    let conv = &visitor.conversation;
+    let messages = state
+        .runtime()
+        .store()
+        .messages(&conv.id, q.after.max(0), false, 1000)
+        .await?;
+    let view = ConversationView::from(conv);
+    let queue_position = state.runtime().queue_position(&view).await?;
+    Ok(Json(json!({
+        "conversation": view,
+        "queue_position": queue_position,
+        "messages": messages.iter().map(MessageView::from).collect::<Vec<_>>(),
+    })))
+}
+
+/// Routes a widget frame through the web channel's normalizer into the runtime,
+/// the same path every channel takes.
+async fn ingest_frame(state: &AppState, conversation_id: &str, body: Vec<u8>) -> ApiResult<Option<baton_channel::Ingested>> {
+    let raw = RawInbound {
+        thread_hint: Some(conversation_id.to_owned()),
+        body,
+    };
+    let inbound: Option<Inbound> = WebChannel
+        .normalize(&raw)
+        .map_err(|e| ApiError::invalid(e.to_string()))?
+        .into_iter()
+        .next();
+    match inbound {
+        Some(inbound) => {
+            let ingested = state.runtime().ingest_inbound(inbound).await?;
+            if !ingested.duplicate && ingested.message.is_some() {
+                state.metrics().message(SenderKind::Visitor);
+            }
+            Ok(Some(ingested))
+        }
+        None => Ok(None),
+    }
+}
+
+pub async fn post_message(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    // Validate the JSON shape first so that errors say what is wrong with it.
+    let Body(frame): Body<Value> = Body(
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?,
+    );
+    if frame.get("type").is_some() || frame.get("action").is_some() {
+        return Err(ApiError::invalid("send `{\"text\", \"client_id\"?}`; buttons go to /widget/actions"));
+    }
+    let ingested = ingest_frame(&state, &visitor.conversation.id, body.to_vec())
+        .await?
+        .ok_or_else(|| ApiError::invalid("missing field `text`"))?;
+    let message = ingested
+        .message
+        .as_ref()
+        .map(MessageView::from)
+        .ok_or_else(|| ApiError::invalid("missing field `text`"))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "message": message, "duplicate": ingested.duplicate }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    action: String,
+}
+
+pub async fn post_action(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Body(body): Body<ActionBody>,
+) -> ApiResult<Json<Value>> {
+    if body.action.is_empty() || body.action.len() > 128 {
+        return Err(ApiError::invalid("action must be 1 to 128 bytes"));
+    }
+    let conversation = state
+        .runtime()
+        .visitor_action(&visitor.conversation.id, &body.action)
+        .await?;
+    Ok(Json(json!({ "conversation": ConversationView::from(&conversation) })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsQuery {
+    token: String,
+    /// Replay messages after this sequence number first (for reconnects).
+    #[serde(default)]
+    after: Option<i64>,
+}
+
+pub async fn ws(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Q(q): Q<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    AppState::check_rate(&state.inner.widget_limiter, format!("ip:{ip}"))?;
+    let visitor = Visitor::from_token(&state, &q.token).await?;
+    let max = state.runtime().config().limits.max_message_bytes + 4096;
+    Ok(upgrade
+        .max_message_size(max)
+        .on_upgrade(move |socket| visitor_socket(state, visitor, q.after.unwrap_or(0), socket))
+        .into_response())
+}
+
+async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: WebSocket) {
+    let conversation_id = visitor.conversation.id.clone();
+    let _gauge = state.metrics().ws_open();
+    // Subscribe before reading history so nothing falls between the two.
+    let mut events = state.runtime().bus().subscribe();
+    let mut typing = state.inner.typing.subscribe();
+    let (mut sink, mut stream) = socket.split();
+
+    let mut last_seq = after.max(0);
+    let history = match state.runtime().store().messages(&conversation_id, last_seq, false, 10_000).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(%conversation_id, error = %e, "cannot load history for a widget socket");
+            return;
+        }
+    };
+    for m in &history {
+        last_seq = m.seq;
+        if send_json(&mut sink, &json!({"type": "message", "message": MessageView::from(m)})).await.is_err() {
+            return;
+        }
+    }
+    let current = match state.runtime().conversation(&conversation_id).await {
+        Ok(c) => ConversationView::from(&c),
+        Err(_) => return,
+    };
+    let frame = status_frame(&state, &current).await;
+    if send_json(&mut sink, &frame).await.is_err() {
+        return;
+    }
+
+    loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                let Some(Ok(msg)) = incoming else { break };
+                let body = match msg {
+                    WsMessage::Text(t) => t.as_bytes().to_vec(),
+                    WsMessage::Binary(b) => b.to_vec(),
+                    WsMessage::Close(_) => break,
+                    _ => continue,
+                };
+                if let Some(reply) = handle_client_frame(&state, &conversation_id, body).await
+                    && send_json(&mut sink, &reply).await.is_err()
+                {
+                    break;
+                }
+            }
+            event = events.recv() => {
+                match event {
+                    Ok(event) => {
+                        let env = &event.envelope;
+                        if env.data.conversation.id != conversation_id {
+                            continue;
+                        }
+                        let frame = match (&env.kind, &env.data.message) {
+                            (EventKind::MessageCreated, Some(m)) => {
+                                // Internal notes never reach the visitor; replays are skipped.
+                                if m.internal || m.seq <= last_seq {
+                                    continue;
+                                }
+                                last_seq = m.seq;
+                                json!({"type": "message", "message": m})
+                            }
+                            (EventKind::MessageCreated, None) => continue,
+                            _ => status_frame(&state, &env.data.conversation).await,
+                        };
+                        if send_json(&mut sink, &frame).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Fell behind: resync from the store rather than drop messages.
+                    Err(RecvError::Lagged(_)) => {
+                        let Ok(missed) = state.runtime().store().messages(&conversation_id, last_seq, false, 10_000).await else { break };
+                        for m in &missed {
+                            last_seq = m.seq;
+                            if send_json(&mut sink, &json!({"type": "message", "message": MessageView::from(m)})).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+            signal = typing.recv() => {
+                if let Ok(t) = signal
+                    && t.conversation_id == conversation_id
+                    && t.from != "visitor"
+                    && send_json(&mut sink, &json!({"type": "typing", "from": t.from})).await.is_err()
+                {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Handles one client frame; returns an error frame to send back, if any.
+async fn handle_client_frame(state: &AppState, conversation_id: &str, body: Vec<u8>) -> Option<Value> {
+    let is_typing = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("type").and_then(Value::as_str).map(|t| t == "typing"))
+        .unwrap_or(false);
+    if is_typing {
+        let _ = state.inner.typing.send(Typing {
+            conversation_id: conversation_id.to_owned(),
+            from: "visitor".to_owned(),
+        });
+        return None;
+    }
+    if let Err(e) = AppState::check_rate(&state.inner.widget_limiter, format!("conv:{conversation_id}")) {
+        return Some(error_frame(&e));
+    }
+    match ingest_frame(state, conversation_id, body).await {
+        Ok(_) => None,
+        Err(e) => Some(error_frame(&e)),
+    }
+}
+
+fn error_frame(e: &ApiError) -> Value {
+    json!({"type": "error", "error": {"code": e.code, "message": e.message}})
+}
+
+async fn send_json(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
+    value: &Value,
+) -> Result<(), axum::Error> {
+    sink.send(WsMessage::Text(value.to_string().into())).await
+}
