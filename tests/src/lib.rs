@@ -1,1 +1,462 @@
-//! placeholder
+//! The end-to-end test harness: it starts the real server (in this process on
+//! `127.0.0.1:0`, or as a `baton` process) and talks to it over HTTP and
+//! WebSocket exactly as an outside client would.
+//!
+//! Databases: every test gets its own. SQLite lives in a temp dir;
+//! PostgreSQL, when `BATON_TEST_POSTGRES_URL` is set, gets a fresh database
+//! created on that server for each test.
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Which database a test runs on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite always; PostgreSQL too when `BATON_TEST_POSTGRES_URL` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    if postgres_base_url().is_some() {
+        out.push(Backend::Postgres);
+    }
+    out
+}
+
+fn postgres_base_url() -> Option<String> {
+    std::env::var("BATON_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// A throw-away database; the SQLite folder is removed when dropped.
+pub struct TestDb {
+    pub backend: Backend,
+    /// The URL a server should be given (`--database-url`).
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Result<Self> {
+        let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+        let url = match backend {
+            Backend::Sqlite => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("baton.db").display()
+            ),
+            Backend::Postgres => {
+                let base = postgres_base_url()
+                    .ok_or_else(|| anyhow!("BATON_TEST_POSTGRES_URL is not set"))?;
+                let name = format!(
+                    "{}_t{}_{}",
+                    db_name(&base),
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed)
+                );
+                use sqlx::Connection;
+                let mut admin = sqlx::PgConnection::connect(&base).await.with_context(|| {
+                    format!("cannot reach PostgreSQL at {}", baton_store::redact(&base))
+                })?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&mut admin)
+                    .await
+                    .with_context(|| format!("cannot create database {name}"))?;
+                with_db_name(&base, &name)
+            }
+        };
+        Ok(Self { backend, url, dir })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn db_name(url: &str) -> String {
+    let path = url.rsplit('/').next().unwrap_or("baton");
+    path.split('?').next().unwrap_or("baton").to_owned()
+}
+
+fn with_db_name(url: &str, name: &str) -> String {
+    let (head, tail) = url.rsplit_once('/').unwrap_or((url, ""));
+    let query = tail
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{head}/{name}{query}")
+}
+
+/// A server running inside the test process.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub runtime: baton_runtime::Runtime,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    /// Starts the full server (runtime, background work, router) on `127.0.0.1:0`.
+    pub async fn start(db: &TestDb, config_toml: &str) -> Result<Server> {
+        let config = baton_runtime::Config::from_toml(config_toml).context("test config")?;
+        let store = baton_store::Store::connect(&db.url)
+            .await
+            .context("connect")?;
+        store.migrate().await.context("migrate")?;
+        let runtime = baton::build_runtime(store, config);
+        runtime.start_background();
+        let app = baton_web::router(baton_web::AppState::new(
+            runtime.clone(),
+            Default::default(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
+        });
+        Ok(Server {
+            addr,
+            runtime,
+            task,
+        })
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates a staff member straight in the store (the CLI does the same).
+    pub async fn add_user(
+        &self,
+        email: &str,
+        name: &str,
+        role: &str,
+        password: &str,
+    ) -> Result<()> {
+        add_user(self.runtime.store(), email, name, role, password).await
+    }
+}
+
+pub async fn add_user(
+    store: &baton_store::Store,
+    email: &str,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> Result<()> {
+    let hash = baton_runtime::auth::hash_password(password).map_err(|e| anyhow!(e))?;
+    store
+        .create_user(
+            baton_store::NewUser {
+                email,
+                name,
+                role: role.parse().map_err(|e| anyhow!("{e}"))?,
+                password_hash: &hash,
+            },
+            baton_runtime::Clock::system().now(),
+        )
+        .await
+        .with_context(|| format!("cannot add user {email}"))?;
+    Ok(())
+}
+
+/// A `baton` process, for tests that restart it or run several nodes.
+pub struct Process {
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// Runs `baton serve` on a free port with this database and config.
+    pub async fn start(
+        binary: &Path,
+        db: &TestDb,
+        config_toml: &str,
+        log_name: &str,
+    ) -> Result<Process> {
+        let port = free_port()?;
+        let config = db.data_dir().join(format!("{log_name}.toml"));
+        std::fs::write(&config, config_toml)?;
+        let log = db.data_dir().join(format!("{log_name}.log"));
+        let log_file = std::fs::File::create(&log)?;
+        let child = tokio::process::Command::new(binary)
+            .arg("serve")
+            .env("BATON_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BATON_DATA_DIR", db.data_dir())
+            .env("BATON_DATABASE_URL", &db.url)
+            .env("BATON_CONFIG", &config)
+            .env("BATON_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let mut p = Process { addr, child, log };
+        p.wait_healthy().await?;
+        Ok(p)
+    }
+
+    async fn wait_healthy(&mut self) -> Result<()> {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "baton exited with {status}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if let Ok(r) = client
+                .get(format!("http://{}/healthz", self.addr))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "baton did not become healthy: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the process the way an operator would (SIGTERM), then waits.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        match tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                self.child.kill().await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The `baton` binary built next to the test executable.
+pub fn baton_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/baton
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
+    let bin = dir.join("baton");
+    if !bin.exists() {
+        bail!(
+            "{} is missing: build it first with `cargo build -p baton` (the test command does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A visitor with an open widget session.
+pub struct VisitorClient {
+    pub base: String,
+    pub token: String,
+    pub conversation_id: String,
+    http: reqwest::Client,
+}
+
+impl VisitorClient {
+    pub async fn start(base: &str) -> Result<Self> {
+        let http = reqwest::Client::new();
+        let resp = http
+            .post(format!("{base}/api/v1/widget/sessions"))
+            .json(&json!({}))
+            .send()
+            .await?;
+        if resp.status() != 201 {
+            bail!("session: {} {}", resp.status(), resp.text().await?);
+        }
+        let body: Value = resp.json().await?;
+        Ok(Self {
+            base: base.to_owned(),
+            token: str_at(&body, "/visitor_token")?,
+            conversation_id: str_at(&body, "/conversation_id")?,
+            http,
+        })
+    }
+
+    pub async fn say(&self, text: &str) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/widget/messages", self.base))
+            .bearer_auth(&self.token)
+            .json(&json!({"text": text}))
+            .send()
+            .await?;
+        if resp.status() != 202 {
+            bail!("say: {} {}", resp.status(), resp.text().await?);
+        }
+        Ok(resp.json().await?)
+    }
+
+    pub async fn messages(&self) -> Result<Vec<Value>> {
+        let body: Value = self
+            .http
+            .get(format!("{}/api/v1/widget/messages?after=0", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(body["messages"].as_array().cloned().unwrap_or_default())
+    }
+
+    pub async fn ws(&self) -> Result<Ws> {
+        let url = format!(
+            "{}/api/v1/widget/ws?token={}",
+            self.base.replacen("http", "ws", 1),
+            self.token
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .context("widget ws")?;
+        Ok(ws)
+    }
+
+    /// Waits until a bot message with `seq > after` exists; returns it.
+    pub async fn wait_bot_after(&self, after: i64) -> Result<Value> {
+        for _ in 0..200 {
+            if let Some(m) = self
+                .messages()
+                .await?
+                .into_iter()
+                .find(|m| m["sender"] == "bot" && m["seq"].as_i64().unwrap_or(0) > after)
+            {
+                return Ok(m);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("no bot message after seq {after}")
+    }
+}
+
+/// A signed-in staff member (cookie session + CSRF header), as the inbox is.
+pub struct StaffClient {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub csrf: String,
+    pub user: Value,
+}
+
+impl StaffClient {
+    pub async fn login(base: &str, email: &str, password: &str) -> Result<Self> {
+        let http = reqwest::Client::builder().cookie_store(true).build()?;
+        let resp = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        if resp.status() != 200 {
+            bail!("login: {} {}", resp.status(), resp.text().await?);
+        }
+        let body: Value = resp.json().await?;
+        Ok(Self {
+            base: base.to_owned(),
+            http,
+            csrf: str_at(&body, "/csrf_token")?,
+            user: body["user"].clone(),
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<(u16, Value)> {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
+        status_json(resp).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await?;
+        status_json(resp).await
+    }
+}
+
+pub async fn status_json(resp: reqwest::Response) -> Result<(u16, Value)> {
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("not JSON: {text}"))?
+    };
+    Ok((status, value))
+}
+
+pub fn str_at(v: &Value, pointer: &str) -> Result<String> {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no string at {pointer} in {v}"))
+}
+
+/// Reads frames until one satisfies `pred`, or fails after `secs` seconds.
+pub async fn next_matching(ws: &mut Ws, secs: u64, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| anyhow!("no matching frame within {secs}s"))?
+            .ok_or_else(|| anyhow!("socket closed"))??;
+        if let tungstenite::Message::Text(t) = frame {
+            let v: Value = serde_json::from_str(&t)?;
+            if pred(&v) {
+                return Ok(v);
+            }
+        }
+    }
+}
+
+pub async fn ws_send(ws: &mut Ws, value: Value) -> Result<()> {
+    ws.send(tungstenite::Message::Text(value.to_string().into()))
+        .await?;
+    Ok(())
+}

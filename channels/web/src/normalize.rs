@@ -100,7 +100,10 @@ mod tests {
         assert_eq!(got[0].client_id.as_deref(), Some("m-1714-01"));
         assert_eq!(got[1].text, "<img src=x onerror=alert(1)>");
         assert_eq!(got[2].action.as_deref(), Some("request_human"));
-        assert!(got.iter().all(|i| i.conversation_id.as_deref() == Some("c1")));
+        assert!(
+            got.iter()
+                .all(|i| i.conversation_id.as_deref() == Some("c1"))
+        );
     }
 
     #[test]

@@ -22,7 +22,11 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 #[derive(Parser, Debug)]
-#[command(name = "baton", version, about = "Baton: bot-to-human hand-over on every channel")]
+#[command(
+    name = "baton",
+    version,
+    about = "Baton: bot-to-human hand-over on every channel"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub common: Common,
@@ -34,16 +38,31 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Folder for the SQLite database and plugins.
-    #[arg(long, env = "BATON_DATA_DIR", default_value = "./baton-data", global = true)]
+    #[arg(
+        long,
+        env = "BATON_DATA_DIR",
+        default_value = "./baton-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// A `postgres://` URL; SQLite in the data dir when absent.
-    #[arg(long, env = "BATON_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BATON_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// The configuration file; `baton.toml` is read when present.
     #[arg(long, env = "BATON_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Address `serve` listens on.
-    #[arg(long, env = "BATON_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "BATON_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: String,
     /// Mark cookies `Secure`; set this when serving behind HTTPS.
     #[arg(long, env = "BATON_SECURE_COOKIES", global = true)]
@@ -100,7 +119,10 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, None | Some(Command::Serve));
     init_logging(serving);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -188,7 +210,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .user_by_email(&email)
                 .await
                 .context("cannot look up the user")?
-                .with_context(|| format!("no user with email {email}; create one with `baton user add`"))?;
+                .with_context(|| {
+                    format!("no user with email {email}; create one with `baton user add`")
+                })?;
             let token = new_token(TokenKind::Api);
             let now = baton_runtime::Clock::system().now();
             store
@@ -244,10 +268,12 @@ pub fn build_runtime(store: Store, config: Config) -> Runtime {
 
 async fn serve(common: &Common) -> Result<()> {
     let config = load_config(common)?;
-    let addr: SocketAddr = common
-        .listen
-        .parse()
-        .with_context(|| format!("--listen `{}` is not an address like 127.0.0.1:8080", common.listen))?;
+    let addr: SocketAddr = common.listen.parse().with_context(|| {
+        format!(
+            "--listen `{}` is not an address like 127.0.0.1:8080",
+            common.listen
+        )
+    })?;
     let store = open_store(common).await?;
     if store.count_users().await.context("cannot count users")? == 0 {
         warn!(
@@ -259,7 +285,9 @@ async fn serve(common: &Common) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr().context("cannot read the bound address")?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     let runtime = build_runtime(store, config);
     runtime.start_background();
     let app = router(AppState::new(
@@ -269,10 +297,13 @@ async fn serve(common: &Common) -> Result<()> {
         },
     ));
     info!(address = %local, database = %describe_db(common), "baton is serving on http://{local}");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server error")?;
     info!("baton stopped");
     Ok(())
 }
@@ -283,7 +314,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -151,16 +151,30 @@ pub enum Input {
         pause_bot_for_ms: i64,
     },
     /// An agent takes the conversation. From `bot` this is "stop the bot and join".
-    Claim { agent: AgentRef, pause_bot_for_ms: i64 },
+    Claim {
+        agent: AgentRef,
+        pause_bot_for_ms: i64,
+    },
     /// An agent wrote to the visitor (not an internal note). Claims implicitly where allowed.
-    AgentMessage { agent: AgentRef, pause_bot_for_ms: i64 },
+    AgentMessage {
+        agent: AgentRef,
+        pause_bot_for_ms: i64,
+    },
     /// The agent is done; the bot resumes (active → resolved).
-    HandBack { by: AgentRef },
+    HandBack {
+        by: AgentRef,
+    },
     /// Close the conversation from any open status.
-    Resolve { by: Option<AgentRef> },
-    Transfer { to: TransferTarget },
+    Resolve {
+        by: Option<AgentRef>,
+    },
+    Transfer {
+        to: TransferTarget,
+    },
     /// Put a claimed conversation back in the queue (active → waiting).
-    Unclaim { by: AgentRef },
+    Unclaim {
+        by: AgentRef,
+    },
     /// Nobody claimed it in time (waiting → resolved).
     Abandon,
 }
@@ -251,10 +265,16 @@ impl fmt::Display for EventKind {
 pub enum Notice {
     /// The conversation was handed over; a human is coming.
     Escalated,
-    AgentJoined { name: String },
-    AgentLeft { name: String },
+    AgentJoined {
+        name: String,
+    },
+    AgentLeft {
+        name: String,
+    },
     /// Transferred to another agent.
-    TransferredTo { name: String },
+    TransferredTo {
+        name: String,
+    },
     /// Back in the queue (unclaimed, or transferred to a department).
     Requeued,
     Resolved,
@@ -393,7 +413,12 @@ pub fn step(
         }
         (_, input @ Input::Resolve { .. }) => return Err(invalid(&input)),
 
-        (Active, Input::Transfer { to: TransferTarget::Agent(agent) }) => {
+        (
+            Active,
+            Input::Transfer {
+                to: TransferTarget::Agent(agent),
+            },
+        ) => {
             if state.assignee.as_ref() == Some(&agent) {
                 return Ok((next, vec![]));
             }
@@ -405,7 +430,12 @@ pub fn step(
                 Notify(Notice::TransferredTo { name }),
             ]
         }
-        (Waiting, Input::Transfer { to: TransferTarget::Agent(agent) }) => {
+        (
+            Waiting,
+            Input::Transfer {
+                to: TransferTarget::Agent(agent),
+            },
+        ) => {
             let name = agent.name.clone();
             next.status = Active;
             next.assignee = Some(agent);
@@ -415,12 +445,20 @@ pub fn step(
                 Notify(Notice::TransferredTo { name }),
             ]
         }
-        (Waiting, Input::Transfer { to: TransferTarget::Department(dept) })
-            if state.department.as_deref() == Some(dept.as_str()) =>
-        {
+        (
+            Waiting,
+            Input::Transfer {
+                to: TransferTarget::Department(dept),
+            },
+        ) if state.department.as_deref() == Some(dept.as_str()) => {
             return Ok((next, vec![]));
         }
-        (Waiting | Active, Input::Transfer { to: TransferTarget::Department(dept) }) => {
+        (
+            Waiting | Active,
+            Input::Transfer {
+                to: TransferTarget::Department(dept),
+            },
+        ) => {
             next.status = Waiting;
             next.assignee = None;
             next.claimed_at = None;
@@ -634,9 +672,13 @@ mod tests {
             department: None,
             pause_bot_for_ms: 60_000,
         };
-        let s = step(&HandoverState::default(), pause, Timestamp(0)).unwrap().0;
+        let s = step(&HandoverState::default(), pause, Timestamp(0))
+            .unwrap()
+            .0;
         let s = step(&s, claim_by("alice"), Timestamp(1)).unwrap().0;
-        let s = step(&s, Input::HandBack { by: agent("alice") }, Timestamp(2)).unwrap().0;
+        let s = step(&s, Input::HandBack { by: agent("alice") }, Timestamp(2))
+            .unwrap()
+            .0;
         let (reopened, _) = step(&s, Input::VisitorMessage, Timestamp(3)).unwrap();
         assert_eq!(reopened.status, Status::Waiting);
         assert!(!bot_may_speak(&reopened, Timestamp(3)));
@@ -657,7 +699,11 @@ mod tests {
     }
 
     fn arb_agent() -> impl Strategy<Value = AgentRef> {
-        prop_oneof![Just(agent("alice")), Just(agent("bob")), Just(agent("carol"))]
+        prop_oneof![
+            Just(agent("alice")),
+            Just(agent("bob")),
+            Just(agent("carol"))
+        ]
     }
 
     fn arb_input() -> impl Strategy<Value = Input> {
@@ -708,7 +754,10 @@ mod tests {
         assert_eq!(state.status == Status::Active, state.assignee.is_some());
         // Every hand-over carries a reason.
         if matches!(state.status, Status::Waiting | Status::Active) {
-            assert!(state.handover.is_some(), "{state:?} has no hand-over record");
+            assert!(
+                state.handover.is_some(),
+                "{state:?} has no hand-over record"
+            );
         }
     }
 

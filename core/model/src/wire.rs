@@ -6,7 +6,9 @@
 //! Request bodies and errors stay in the web crate.
 
 use crate::handover::{AgentRef, EventKind};
-use crate::model::{Action, Attachment, ChannelKind, ContactRef, Conversation, Message, SenderKind, Status};
+use crate::model::{
+    Action, Attachment, ChannelKind, ContactRef, Conversation, Message, SenderKind, Status,
+};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 

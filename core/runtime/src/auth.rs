@@ -4,8 +4,8 @@
 //! 256-bit random strings with a prefix saying what they are; the database
 //! keeps only their SHA-256, so a leaked database opens no conversation.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;

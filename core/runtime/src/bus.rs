@@ -7,7 +7,7 @@
 //! the outbox sequence number; so all nodes see the same events in commit
 //! order, and a node never sees an event whose transaction rolled back.
 
-use baton_store::{Backend, StoredEvent, Store};
+use baton_store::{Backend, Store, StoredEvent};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -67,7 +67,10 @@ impl EventBus {
             match listener.try_recv().await? {
                 Some(note) => {
                     let Ok(seq) = note.payload().parse::<i64>() else {
-                        warn!(payload = note.payload(), "ignoring a malformed event notification");
+                        warn!(
+                            payload = note.payload(),
+                            "ignoring a malformed event notification"
+                        );
                         continue;
                     };
                     match store.event_by_seq(seq).await {

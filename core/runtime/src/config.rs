@@ -58,8 +58,9 @@ impl Default for BotConfig {
     fn default() -> Self {
         Self {
             name: "Baton".to_owned(),
-            greeting: "Hi! I'm the Baton demo bot. Ask me anything, or ask for a human at any time."
-                .to_owned(),
+            greeting:
+                "Hi! I'm the Baton demo bot. Ask me anything, or ask for a human at any time."
+                    .to_owned(),
             handover: HandoverConfig::default(),
         }
     }
@@ -87,8 +88,9 @@ impl Default for HandoverConfig {
             enabled: true,
             monitoring: false,
             pause_bot_for: Duration::ZERO,
-            online_message: "I'm handing you over to a human. Someone from the team will be with you shortly."
-                .to_owned(),
+            online_message:
+                "I'm handing you over to a human. Someone from the team will be with you shortly."
+                    .to_owned(),
         }
     }
 }
@@ -186,9 +188,7 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let n: u64 = number
         .parse()
@@ -199,7 +199,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => n.saturating_mul(60_000),
         "h" => n.saturating_mul(3_600_000),
         "d" => n.saturating_mul(86_400_000),
-        other => return Err(format!("invalid duration unit `{other}` in `{text}`: use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "invalid duration unit `{other}` in `{text}`: use ms, s, m, h or d"
+            ));
+        }
     };
     Ok(Duration::from_millis(ms))
 }

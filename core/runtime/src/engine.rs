@@ -12,7 +12,7 @@ use baton_model::{
     ActionKind, AgentRef, ChannelKind, Conversation, Effect, EventKind, Input, Message, Notice,
     Reason, SenderKind, Status, Timestamp, bot_may_speak, step,
 };
-use baton_store::{Backend, NewContact, NewConversation, NewMessage, StoredEvent, Store, Tx};
+use baton_store::{Backend, NewContact, NewConversation, NewMessage, Store, StoredEvent, Tx};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -104,17 +104,29 @@ impl Runtime {
     }
 
     pub fn register_channel(&self, channel: Arc<dyn Channel>) {
-        let mut channels = self.inner.channels.write().unwrap_or_else(|p| p.into_inner());
+        let mut channels = self
+            .inner
+            .channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         channels.insert(channel.kind(), channel);
     }
 
     pub fn channels(&self) -> Vec<Arc<dyn Channel>> {
-        let channels = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        let channels = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         channels.values().cloned().collect()
     }
 
     fn channel(&self, kind: ChannelKind) -> Option<Arc<dyn Channel>> {
-        let channels = self.inner.channels.read().unwrap_or_else(|p| p.into_inner());
+        let channels = self
+            .inner
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         channels.get(&kind).cloned()
     }
 
@@ -205,7 +217,11 @@ impl Runtime {
         let greeting = self.bot_config(&conv.bot_id).greeting.clone();
         if !greeting.trim().is_empty() {
             let msg = tx
-                .append_message(&conv.id, &self.bot_message(&conv.bot_id, greeting, vec![]), now)
+                .append_message(
+                    &conv.id,
+                    &self.bot_message(&conv.bot_id, greeting, vec![]),
+                    now,
+                )
                 .await?;
             done.outbound.push(msg);
         }
@@ -224,7 +240,11 @@ impl Runtime {
     }
 
     /// The visitor pressed a button: "talk to a human" or a quick reply.
-    pub async fn visitor_action(&self, conversation_id: &str, action: &str) -> Result<Conversation> {
+    pub async fn visitor_action(
+        &self,
+        conversation_id: &str,
+        action: &str,
+    ) -> Result<Conversation> {
         let conv = self.conversation(conversation_id).await?;
         if action == "request_human" {
             return self.request_human(conv).await;
@@ -244,7 +264,10 @@ impl Runtime {
             .map(|a| a.label.clone())
             .ok_or_else(|| Error::Invalid(format!("unknown action `{action}`")))?;
         let new = NewMessage::text(SenderKind::Visitor, label);
-        Ok(self.store_visitor_message(&conv.id, new).await?.conversation)
+        Ok(self
+            .store_visitor_message(&conv.id, new)
+            .await?
+            .conversation)
     }
 
     async fn request_human(&self, conv: Conversation) -> Result<Conversation> {
@@ -274,7 +297,10 @@ impl Runtime {
         if inbound.text.len() > limit {
             return Err(Error::TooLarge { limit });
         }
-        if inbound.text.trim().is_empty() && inbound.attachments.is_empty() && inbound.action.is_none() {
+        if inbound.text.trim().is_empty()
+            && inbound.attachments.is_empty()
+            && inbound.action.is_none()
+        {
             return Err(Error::Invalid("message text must not be empty".into()));
         }
         let conv = self.conversation_for(&inbound).await?;
@@ -299,14 +325,22 @@ impl Runtime {
         self.store_visitor_message(&conv.id, new).await
     }
 
-    async fn store_visitor_message(&self, conversation_id: &str, new: NewMessage) -> Result<Ingested> {
+    async fn store_visitor_message(
+        &self,
+        conversation_id: &str,
+        new: NewMessage,
+    ) -> Result<Ingested> {
         for _ in 0..MAX_CAS_RETRIES {
             let conv = self.conversation(conversation_id).await?;
             let now = self.now();
             let (next, effects) = step(&conv.state, Input::VisitorMessage, now)?;
             let mut tx = self.inner.store.begin().await?;
             if let Some(existing) = tx
-                .find_duplicate(&conv.id, new.client_id.as_deref(), new.channel_message_id.as_deref())
+                .find_duplicate(
+                    &conv.id,
+                    new.client_id.as_deref(),
+                    new.channel_message_id.as_deref(),
+                )
                 .await?
             {
                 tx.rollback().await?;
@@ -323,7 +357,14 @@ impl Runtime {
             let mut done = Committed::default();
             let message = tx.append_message(&conv.id, &new, now).await?;
             let snapshot = self
-                .finish(&mut tx, &conv, &effects, vec![message.clone()], &mut done, now)
+                .finish(
+                    &mut tx,
+                    &conv,
+                    &effects,
+                    vec![message.clone()],
+                    &mut done,
+                    now,
+                )
                 .await?;
             tx.commit().await?;
             self.after_commit(&snapshot, done);
@@ -338,7 +379,9 @@ impl Runtime {
                 duplicate: false,
             });
         }
-        Err(Error::Conflict("the conversation is too busy; try again".into()))
+        Err(Error::Conflict(
+            "the conversation is too busy; try again".into(),
+        ))
     }
 
     async fn conversation_for(&self, inbound: &Inbound) -> Result<Conversation> {
@@ -350,7 +393,10 @@ impl Runtime {
             return Ok(conv);
         }
         let store = &self.inner.store;
-        if let Some(conv) = store.conversation_by_thread(inbound.channel, &inbound.thread_key).await? {
+        if let Some(conv) = store
+            .conversation_by_thread(inbound.channel, &inbound.thread_key)
+            .await?
+        {
             return Ok(conv);
         }
         let start = StartConversation {
@@ -393,7 +439,11 @@ impl Runtime {
             .store
             .messages(conversation_id, (conv.last_seq - 30).max(0), false, 30)
             .await?;
-        let Some(last) = history.iter().rev().find(|m| m.sender == SenderKind::Visitor) else {
+        let Some(last) = history
+            .iter()
+            .rev()
+            .find(|m| m.sender == SenderKind::Visitor)
+        else {
             return Ok(());
         };
         let reply = self
@@ -443,7 +493,12 @@ impl Runtime {
         Ok(())
     }
 
-    fn bot_message(&self, bot_id: &str, text: String, actions: Vec<baton_model::Action>) -> NewMessage {
+    fn bot_message(
+        &self,
+        bot_id: &str,
+        text: String,
+        actions: Vec<baton_model::Action>,
+    ) -> NewMessage {
         NewMessage {
             author: Some(AgentRef {
                 id: format!("bot:{bot_id}"),
@@ -543,7 +598,9 @@ impl Runtime {
             self.after_commit(&snapshot, done);
             return Ok(message);
         }
-        Err(Error::Conflict("the conversation is too busy; try again".into()))
+        Err(Error::Conflict(
+            "the conversation is too busy; try again".into(),
+        ))
     }
 
     /// Applies one hand-over input, built from the current conversation, with
@@ -573,7 +630,9 @@ impl Runtime {
             self.after_commit(&snapshot, done);
             return Ok(snapshot);
         }
-        Err(Error::Conflict("the conversation is too busy; try again".into()))
+        Err(Error::Conflict(
+            "the conversation is too busy; try again".into(),
+        ))
     }
 
     /// Appends the notices among `effects`, then records events (see [`Self::finish_appended`]).
@@ -588,7 +647,8 @@ impl Runtime {
     ) -> Result<Conversation> {
         let mut all = self.append_notices(tx, conv, effects, now).await?;
         all.extend(messages);
-        self.finish_appended(tx, conv, effects, all, done, now).await
+        self.finish_appended(tx, conv, effects, all, done, now)
+            .await
     }
 
     async fn append_notices(
@@ -630,16 +690,17 @@ impl Runtime {
             }
         }
         for m in &messages {
-            done.events.push(
-                insert_event(tx, EventKind::MessageCreated, &snapshot, Some(m), now).await?,
-            );
+            done.events
+                .push(insert_event(tx, EventKind::MessageCreated, &snapshot, Some(m), now).await?);
         }
         done.outbound.extend(messages);
         Ok(snapshot)
     }
 
     async fn snapshot(&self, tx: &mut Tx, id: &str) -> Result<Conversation> {
-        tx.conversation(id).await?.ok_or(Error::NotFound("conversation"))
+        tx.conversation(id)
+            .await?
+            .ok_or(Error::NotFound("conversation"))
     }
 
     /// After a commit: publish the events, wake the webhook dispatcher, and hand
@@ -692,7 +753,10 @@ impl Runtime {
             return Ok(None);
         }
         let queue = self.inner.store.queue(conv.department.as_deref()).await?;
-        Ok(queue.iter().position(|(id, _)| *id == conv.id).map(|i| i + 1))
+        Ok(queue
+            .iter()
+            .position(|(id, _)| *id == conv.id)
+            .map(|i| i + 1))
     }
 
     /// Whether staff without monitoring see this conversation (DESIGN.md, monitoring mode).
@@ -726,7 +790,10 @@ pub fn notice_text(bot: &BotConfig, notice: &Notice) -> String {
         Notice::Escalated => bot.handover.online_message.clone(),
         Notice::AgentJoined { name } => format!("{name} joined the conversation"),
         Notice::AgentLeft { name } => {
-            format!("{name} left the conversation. {} is back to help.", bot.name)
+            format!(
+                "{name} left the conversation. {} is back to help.",
+                bot.name
+            )
         }
         Notice::TransferredTo { name } => format!("You are now talking with {name}"),
         Notice::Requeued => {

@@ -19,6 +19,8 @@ pub mod bus;
 mod clock;
 pub mod config;
 mod engine;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod webhooks;
 
 pub use bot::{Bot, BotMessage, BotReply, BotTurn, StandInBot};

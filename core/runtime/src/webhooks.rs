@@ -5,8 +5,8 @@
 //! Each attempt is leased so that with several nodes exactly one sends it.
 //! Delivery is at-least-once; receivers dedupe on the event `id`.
 
-use crate::config::WebhooksConfig;
 use crate::Clock;
+use crate::config::WebhooksConfig;
 use baton_model::Timestamp;
 use baton_store::{Delivery, DeliveryStatus, Store};
 use hmac::{Hmac, Mac};
@@ -108,7 +108,14 @@ async fn attempt(
     let Some(event) = store.event_by_id(&delivery.event_id).await? else {
         let now = clock.now();
         return store
-            .record_attempt(&delivery.id, DeliveryStatus::Failed, None, Some("event is gone"), now, now)
+            .record_attempt(
+                &delivery.id,
+                DeliveryStatus::Failed,
+                None,
+                Some("event is gone"),
+                now,
+                now,
+            )
             .await;
     };
     let sent_at = clock.now();
@@ -116,7 +123,10 @@ async fn attempt(
         .post(&hook.url)
         .timeout(config.timeout)
         .header("content-type", "application/json")
-        .header("user-agent", concat!("Baton-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("Baton-Webhooks/", env!("CARGO_PKG_VERSION")),
+        )
         .header("baton-event-id", &event.envelope.id)
         .header("baton-event-type", event.envelope.kind.as_str())
         .header(
@@ -128,7 +138,9 @@ async fn attempt(
         .await;
     let now = clock.now();
     let (ok, status, error) = match result {
-        Ok(resp) if resp.status().is_success() => (true, Some(i64::from(resp.status().as_u16())), None),
+        Ok(resp) if resp.status().is_success() => {
+            (true, Some(i64::from(resp.status().as_u16())), None)
+        }
         Ok(resp) => (
             false,
             Some(i64::from(resp.status().as_u16())),
@@ -140,20 +152,42 @@ async fn attempt(
     if ok {
         debug!(delivery_id = %delivery.id, webhook_id = %hook.id, event_id = %event.envelope.id, "webhook delivered");
         return store
-            .record_attempt(&delivery.id, DeliveryStatus::Delivered, status, None, now, now)
+            .record_attempt(
+                &delivery.id,
+                DeliveryStatus::Delivered,
+                status,
+                None,
+                now,
+                now,
+            )
             .await;
     }
     let attempts = delivery.attempts + 1;
     if attempts >= config.max_attempts {
         info!(delivery_id = %delivery.id, webhook_id = %hook.id, attempts, "webhook delivery failed for good");
         return store
-            .record_attempt(&delivery.id, DeliveryStatus::Failed, status, error.as_deref(), now, now)
+            .record_attempt(
+                &delivery.id,
+                DeliveryStatus::Failed,
+                status,
+                error.as_deref(),
+                now,
+                now,
+            )
             .await;
     }
-    let retry_at: Timestamp = now.plus_millis(backoff(&config, delivery.attempts).as_millis() as i64);
+    let retry_at: Timestamp =
+        now.plus_millis(backoff(&config, delivery.attempts).as_millis() as i64);
     debug!(delivery_id = %delivery.id, attempts, error = ?error, "webhook attempt failed; will retry");
     store
-        .record_attempt(&delivery.id, DeliveryStatus::Pending, status, error.as_deref(), retry_at, now)
+        .record_attempt(
+            &delivery.id,
+            DeliveryStatus::Pending,
+            status,
+            error.as_deref(),
+            retry_at,
+            now,
+        )
         .await
 }
 

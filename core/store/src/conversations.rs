@@ -112,7 +112,10 @@ impl Store {
     }
 
     /// Newest activity first.
-    pub async fn list_conversations(&self, filter: &ConversationFilter) -> Result<Vec<Conversation>> {
+    pub async fn list_conversations(
+        &self,
+        filter: &ConversationFilter,
+    ) -> Result<Vec<Conversation>> {
         // Only fixed fragments are spliced in; every value is a bound parameter.
         let mut clauses = vec!["1 = 1"];
         let mut binds: Vec<String> = vec![];
@@ -131,7 +134,11 @@ impl Store {
         if filter.exclude_bot {
             clauses.push("c.status <> 'bot'");
         }
-        let limit = if filter.limit > 0 { filter.limit.min(500) } else { 200 };
+        let limit = if filter.limit > 0 {
+            filter.limit.min(500)
+        } else {
+            200
+        };
         let sql = format!(
             "SELECT {CONVERSATION_COLUMNS} {CONVERSATION_FROM} WHERE {} \
              ORDER BY c.updated_at DESC, c.id DESC LIMIT {limit}",

@@ -51,7 +51,10 @@ impl Tx {
         for hook in hooks {
             let events: String = hook.try_get("events")?;
             let events: Vec<String> = json(&events, "webhook events")?;
-            if !events.iter().any(|e| e == "*" || e == envelope.kind.as_str()) {
+            if !events
+                .iter()
+                .any(|e| e == "*" || e == envelope.kind.as_str())
+            {
                 continue;
             }
             let hook_id: String = hook.try_get("id")?;

@@ -19,7 +19,9 @@ mod rows;
 mod users;
 mod webhooks;
 
-pub use conversations::{AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage};
+pub use conversations::{
+    AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage,
+};
 pub use events::{StoredEvent, new_event_id};
 pub use users::{ApiToken, NewUser, SessionRecord, User};
 pub use webhooks::{Delivery, DeliveryStatus, NewWebhook, Webhook};
@@ -41,9 +43,7 @@ pub enum Error {
     Conflict(&'static str),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    #[error(
-        "unsupported database url `{0}`: use sqlite://PATH or postgres://USER@HOST/DB"
-    )]
+    #[error("unsupported database url `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
 }
 
@@ -79,7 +79,9 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password; say only which backend this is.
-        f.debug_struct("Store").field("backend", &self.backend).finish()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
     }
 }
 

@@ -99,7 +99,9 @@ fn delivery(row: &AnyRow) -> Result<Delivery> {
         next_attempt_at: Timestamp(row.try_get("next_attempt_at")?),
         last_status: row.try_get("last_status")?,
         last_error: row.try_get("last_error")?,
-        delivered_at: row.try_get::<Option<i64>, _>("delivered_at")?.map(Timestamp),
+        delivered_at: row
+            .try_get::<Option<i64>, _>("delivered_at")?
+            .map(Timestamp),
         created_at: Timestamp(row.try_get("created_at")?),
     })
 }

@@ -41,7 +41,9 @@ pub async fn create_webhook(
     staff.require_admin()?;
     let url = reqwest_like_url(&body.url)?;
     if body.events.is_empty() {
-        return Err(ApiError::invalid("events must name at least one event type, or \"*\""));
+        return Err(ApiError::invalid(
+            "events must name at least one event type, or \"*\"",
+        ));
     }
     for e in &body.events {
         if e != "*" && EventKind::parse(e).is_none() {
@@ -67,7 +69,11 @@ pub async fn create_webhook(
             state.runtime().now(),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"webhook": webhook_json(&hook)}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"webhook": webhook_json(&hook)})),
+    )
+        .into_response())
 }
 
 /// Accepts only absolute http(s) URLs with a host.
@@ -78,7 +84,10 @@ fn reqwest_like_url(url: &str) -> ApiResult<String> {
         .or_else(|| url.strip_prefix("https://"))
         .ok_or_else(|| ApiError::invalid("url must start with http:// or https://"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if host.is_empty()
+        || url.len() > 2048
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(ApiError::invalid(format!("`{url}` is not a usable URL")));
     }
     Ok(url.to_owned())
@@ -87,7 +96,9 @@ fn reqwest_like_url(url: &str) -> ApiResult<String> {
 pub async fn list_webhooks(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
     staff.require_admin()?;
     let hooks = state.runtime().store().webhooks().await?;
-    Ok(Json(json!({"webhooks": hooks.iter().map(webhook_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"webhooks": hooks.iter().map(webhook_json).collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn delete_webhook(
@@ -150,7 +161,15 @@ struct Report {
     by_reason: BTreeMap<String, usize>,
     by_channel: BTreeMap<String, usize>,
     /// (event id, conversation id, reason, channel, department, escalated at, claimed after seconds)
-    rows: Vec<(String, String, String, String, String, Timestamp, Option<f64>)>,
+    rows: Vec<(
+        String,
+        String,
+        String,
+        String,
+        String,
+        Timestamp,
+        Option<f64>,
+    )>,
     claim_seconds: Vec<f64>,
 }
 
@@ -162,7 +181,11 @@ fn parse_bound(value: Option<&str>, field: &str, default: Timestamp) -> ApiResul
                 // A bare date means midnight UTC.
                 Timestamp::parse_rfc3339(&format!("{v}T00:00:00Z"))
             })
-            .ok_or_else(|| ApiError::bad_request(format!("`{field}` must be an RFC 3339 time or a date, got `{v}`"))),
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`{field}` must be an RFC 3339 time or a date, got `{v}`"
+                ))
+            }),
     }
 }
 
@@ -176,13 +199,20 @@ async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
     let events = state
         .runtime()
         .store()
-        .events_of_kinds(&[EventKind::Escalated, EventKind::Claimed], from, to.plus_millis(365 * 86_400_000))
+        .events_of_kinds(
+            &[EventKind::Escalated, EventKind::Claimed],
+            from,
+            to.plus_millis(365 * 86_400_000),
+        )
         .await?;
     // A hand-over is an escalation, or a claim straight from `bot` (a takeover).
     let mut claims: HashMap<&str, Vec<Timestamp>> = HashMap::new();
     for e in &events {
         if e.envelope.kind == EventKind::Claimed {
-            claims.entry(&e.envelope.data.conversation.id).or_default().push(e.envelope.created_at);
+            claims
+                .entry(&e.envelope.data.conversation.id)
+                .or_default()
+                .push(e.envelope.created_at);
         }
     }
     let mut report = Report {
@@ -200,7 +230,9 @@ async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
             continue;
         }
         let conv = &env.data.conversation;
-        let Some(handover) = &conv.handover else { continue };
+        let Some(handover) = &conv.handover else {
+            continue;
+        };
         let is_handover = match env.kind {
             EventKind::Escalated => true,
             // A claim whose hand-over happened at the same instant was a takeover.
@@ -219,7 +251,10 @@ async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
         }
         report.total += 1;
         *report.by_reason.entry(handover.reason.clone()).or_default() += 1;
-        *report.by_channel.entry(conv.channel.to_string()).or_default() += 1;
+        *report
+            .by_channel
+            .entry(conv.channel.to_string())
+            .or_default() += 1;
         report.rows.push((
             env.id.clone(),
             conv.id.clone(),
@@ -287,7 +322,10 @@ pub async fn handover_report_csv(
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (header::CONTENT_DISPOSITION, "attachment; filename=\"handovers.csv\""),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"handovers.csv\"",
+            ),
         ],
         out,
     )

@@ -102,7 +102,9 @@ impl FromRequestParts<AppState> for Staff {
                     .await?
                     .ok_or_else(|| ApiError::unauthorized("unknown or revoked API token"))?,
                 Some(TokenKind::Visitor) => {
-                    return Err(ApiError::forbidden("a visitor token cannot use staff endpoints"));
+                    return Err(ApiError::forbidden(
+                        "a visitor token cannot use staff endpoints",
+                    ));
                 }
                 _ => return Err(ApiError::unauthorized("unknown or revoked API token")),
             }
@@ -165,7 +167,10 @@ impl FromRequestParts<AppState> for Visitor {
         })?;
         let ip = client_ip(parts);
         AppState::check_rate(&state.inner.widget_limiter, format!("ip:{ip}"))?;
-        AppState::check_rate(&state.inner.widget_limiter, format!("visitor:{}", token_hash(token)))?;
+        AppState::check_rate(
+            &state.inner.widget_limiter,
+            format!("visitor:{}", token_hash(token)),
+        )?;
         Visitor::from_token(state, token).await
     }
 }
@@ -176,5 +181,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub fn role_from(text: &str) -> ApiResult<Role> {
-    text.parse().map_err(|e: baton_model::model::UnknownValue| ApiError::invalid(e.to_string()))
+    text.parse()
+        .map_err(|e: baton_model::model::UnknownValue| ApiError::invalid(e.to_string()))
 }

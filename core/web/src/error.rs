@@ -45,7 +45,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -109,7 +113,9 @@ impl From<baton_runtime::Error> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", t.to_string())
             }
             E::Invalid(m) => ApiError::invalid(m),
-            E::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            E::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
             E::Forbidden(m) => ApiError::forbidden(m),
             E::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             E::Store(s) => s.into(),
@@ -120,7 +126,11 @@ impl From<baton_runtime::Error> for ApiError {
 impl From<baton_store::Error> for ApiError {
     fn from(e: baton_store::Error) -> Self {
         if let baton_store::Error::Conflict(what) = e {
-            return ApiError::new(StatusCode::CONFLICT, "conflict", format!("{what} already exists"));
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("{what} already exists"),
+            );
         }
         error!(error = %e, "storage failure");
         ApiError::internal()
@@ -140,7 +150,11 @@ impl From<JsonRejection> for ApiError {
                 "send the body as JSON with `Content-Type: application/json`",
             ),
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "request body is too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "request body is too large",
+                )
             }
             other => ApiError::bad_request(other.body_text()),
         }
@@ -149,7 +163,10 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
-        ApiError::bad_request(format!("invalid query string: {}", body_text(&r.body_text())))
+        ApiError::bad_request(format!(
+            "invalid query string: {}",
+            body_text(&r.body_text())
+        ))
     }
 }
 

@@ -60,7 +60,10 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
         .get(header::UPGRADE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if wants_ws && cookie(&parts.headers, SESSION_COOKIE).is_some() && parts.headers.get(header::AUTHORIZATION).is_none() {
+    if wants_ws
+        && cookie(&parts.headers, SESSION_COOKIE).is_some()
+        && parts.headers.get(header::AUTHORIZATION).is_none()
+    {
         // A cookie-authenticated WebSocket must come from our own pages:
         // browsers send cookies on cross-site upgrades too.
         check_same_origin(&parts.headers)?;
@@ -101,7 +104,9 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
-                    let sse = SseEvent::default().event("lagged").data(json!({"missed": n}).to_string());
+                    let sse = SseEvent::default()
+                        .event("lagged")
+                        .data(json!({"missed": n}).to_string());
                     return Some((Ok(sse), (rx, state, gauge)));
                 }
                 Err(RecvError::Closed) => return None,

@@ -103,7 +103,8 @@ impl AppState {
 
     fn check_rate(limiter: &KeyedLimiter, key: String) -> ApiResult<()> {
         limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
+            let wait =
+                not_until.wait_time_from(governor::clock::Clock::now(&DefaultClock::default()));
             ApiError::rate_limited(wait.as_secs() + 1)
         })
     }
@@ -114,7 +115,10 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.runtime().config().limits.max_body_bytes;
     let api = Router::new()
         .route("/widget/sessions", post(widget::create_session))
-        .route("/widget/messages", get(widget::list_messages).post(widget::post_message))
+        .route(
+            "/widget/messages",
+            get(widget::list_messages).post(widget::post_message),
+        )
         .route("/widget/actions", post(widget::post_action))
         .route("/widget/ws", get(widget::ws))
         .route("/auth/login", post(staff::login))
@@ -134,7 +138,10 @@ pub fn router(state: AppState) -> Router {
         .route("/conversations/{id}/transfer", post(staff::transfer))
         .route("/conversations/{id}/typing", post(staff::typing))
         .route("/events", get(events::stream))
-        .route("/webhooks", get(admin::list_webhooks).post(admin::create_webhook))
+        .route(
+            "/webhooks",
+            get(admin::list_webhooks).post(admin::create_webhook),
+        )
         .route("/webhooks/{id}", delete(admin::delete_webhook))
         .route("/webhooks/{id}/deliveries", get(admin::deliveries))
         .route("/reports/handovers", get(admin::handover_report))

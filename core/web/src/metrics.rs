@@ -52,10 +52,22 @@ impl Metrics {
         let messages = Family::<SenderLabel, Counter>::default();
         let claims = Family::<OutcomeLabel, Counter>::default();
         let sockets = Gauge::default();
-        registry.register("http_responses", "HTTP responses by status class", responses.clone());
-        registry.register("messages", "Messages received from visitors and agents", messages.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses by status class",
+            responses.clone(),
+        );
+        registry.register(
+            "messages",
+            "Messages received from visitors and agents",
+            messages.clone(),
+        );
         registry.register("claims", "Claim attempts by outcome", claims.clone());
-        registry.register("open_streams", "Open WebSocket and event-stream connections", sockets.clone());
+        registry.register(
+            "open_streams",
+            "Open WebSocket and event-stream connections",
+            sockets.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             responses,
@@ -101,7 +113,10 @@ pub async fn render(State(state): State<AppState>) -> Response {
         return crate::ApiError::internal().into_response();
     }
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         text,
     )
         .into_response()

@@ -70,12 +70,18 @@ pub async fn login(
     store
         .create_session(&token_hash(&session), &user.id, &csrf, now, expires)
         .await?;
-    let secure = if state.inner.secure_cookies { "; Secure" } else { "" };
+    let secure = if state.inner.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
     let max_age = SESSION_DAYS * 86_400;
-    let session_cookie =
-        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+    let session_cookie = format!(
+        "{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    );
     // Readable by the inbox's script, which echoes it in X-CSRF-Token.
-    let csrf_cookie = format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}");
+    let csrf_cookie =
+        format!("{CSRF_COOKIE}={csrf}; Path=/; SameSite=Strict; Max-Age={max_age}{secure}");
     let mut response = Json(json!({"user": user_json(&user), "csrf_token": csrf})).into_response();
     for c in [session_cookie, csrf_cookie] {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -97,7 +103,11 @@ pub async fn logout(State(state): State<AppState>, req: Request) -> ApiResult<Re
     let (mut parts, _) = req.into_parts();
     let _staff = Staff::from_request_parts(&mut parts, &state).await?;
     if let Some(session) = cookie(&parts.headers, SESSION_COOKIE) {
-        state.runtime().store().delete_session(&token_hash(session)).await?;
+        state
+            .runtime()
+            .store()
+            .delete_session(&token_hash(session))
+            .await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
@@ -127,8 +137,15 @@ pub async fn set_presence(
         .presence
         .parse()
         .map_err(|e: baton_model::model::UnknownValue| ApiError::invalid(e.to_string()))?;
-    state.runtime().store().set_presence(&staff.user.id, presence).await?;
-    let user = User { presence, ..staff.user };
+    state
+        .runtime()
+        .store()
+        .set_presence(&staff.user.id, presence)
+        .await?;
+    let user = User {
+        presence,
+        ..staff.user
+    };
     Ok(Json(json!({"user": user_json(&user)})))
 }
 
@@ -152,7 +169,12 @@ pub async fn create_token(
     let record = state
         .runtime()
         .store()
-        .create_api_token(&staff.user.id, &name, &token_hash(&token), state.runtime().now())
+        .create_api_token(
+            &staff.user.id,
+            &name,
+            &token_hash(&token),
+            state.runtime().now(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -164,7 +186,9 @@ pub async fn create_token(
 pub async fn list_users(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
     staff.require_admin()?;
     let users = state.runtime().store().list_users().await?;
-    Ok(Json(json!({"users": users.iter().map(user_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -184,11 +208,15 @@ pub async fn create_user(
     staff.require_admin()?;
     let role = role_from(&body.role)?;
     if role == Role::Owner && staff.user.role != Role::Owner {
-        return Err(ApiError::forbidden("only an owner may create another owner"));
+        return Err(ApiError::forbidden(
+            "only an owner may create another owner",
+        ));
     }
     let email = body.email.trim();
     if !email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace) {
-        return Err(ApiError::invalid(format!("`{email}` is not an email address")));
+        return Err(ApiError::invalid(format!(
+            "`{email}` is not an email address"
+        )));
     }
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -270,7 +298,11 @@ pub async fn get_conversation(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let conv = state.runtime().conversation(&id).await?;
-    let messages = state.runtime().store().messages(&id, 0, true, 10_000).await?;
+    let messages = state
+        .runtime()
+        .store()
+        .messages(&id, 0, true, 10_000)
+        .await?;
     state.runtime().store().mark_read(&id).await?;
     Ok(Json(json!({
         "conversation": ConversationView::from(&conv),
@@ -313,7 +345,11 @@ pub async fn post_message(
         .agent_message(&id, &staff.agent(), body.text, body.internal)
         .await?;
     state.metrics().message(SenderKind::Agent);
-    Ok((StatusCode::CREATED, Json(json!({"message": MessageView::from(&message)}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"message": MessageView::from(&message)})),
+    )
+        .into_response())
 }
 
 pub async fn handback(
@@ -339,7 +375,9 @@ pub async fn resolve(
     let by = staff.agent();
     let conv = state
         .runtime()
-        .apply(&id, |_| Input::Resolve { by: Some(by.clone()) })
+        .apply(&id, |_| Input::Resolve {
+            by: Some(by.clone()),
+        })
         .await?;
     Ok(conversation_json(&conv))
 }
@@ -389,7 +427,9 @@ pub async fn escalate(
 fn clean_department(d: Option<String>) -> ApiResult<Option<String>> {
     match d.map(|d| d.trim().to_owned()) {
         Some(d) if d.is_empty() => Ok(None),
-        Some(d) if d.chars().count() > 100 => Err(ApiError::invalid("department must be at most 100 characters")),
+        Some(d) if d.chars().count() > 100 => Err(ApiError::invalid(
+            "department must be at most 100 characters",
+        )),
         other => Ok(other),
     }
 }

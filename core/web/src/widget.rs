@@ -4,12 +4,12 @@ use crate::AppState;
 use crate::auth::{ClientIp, Visitor};
 use crate::error::{ApiError, ApiResult};
 use crate::events::{Typing, status_frame};
-use crate::extract::{Body, Q};
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use crate::extract::{Body, Q, RawBody};
+use axum::Json;
 use axum::extract::State;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use baton_channel::{Channel, Inbound, RawInbound};
 use baton_channel_web::WebChannel;
 use baton_model::wire::{ConversationView, MessageView};
@@ -43,9 +43,9 @@ pub struct VisitorBody {
 fn clean(value: Option<String>, field: &str, max: usize) -> ApiResult<Option<String>> {
     match value.map(|v| v.trim().to_owned()) {
         Some(v) if v.is_empty() => Ok(None),
-        Some(v) if v.chars().count() > max => {
-            Err(ApiError::invalid(format!("{field} must be at most {max} characters")))
-        }
+        Some(v) if v.chars().count() > max => Err(ApiError::invalid(format!(
+            "{field} must be at most {max} characters"
+        ))),
         other => Ok(other),
     }
 }
@@ -70,7 +70,10 @@ pub async fn create_session(
     let body = body.0;
     let bot = body.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
     if state.runtime().config().bot(&bot).is_none() {
-        return Err(ApiError::not_found(&format!("bot `{}`", bot.chars().take(64).collect::<String>())));
+        return Err(ApiError::not_found(&format!(
+            "bot `{}`",
+            bot.chars().take(64).collect::<String>()
+        )));
     }
     let visitor = body.visitor.unwrap_or_default();
     let name = clean(visitor.name, "visitor.name", 200)?;
@@ -78,7 +81,9 @@ pub async fn create_session(
     if let Some(e) = &email
         && !valid_email(e)
     {
-        return Err(ApiError::invalid(format!("visitor.email `{e}` is not an email address")));
+        return Err(ApiError::invalid(format!(
+            "visitor.email `{e}` is not an email address"
+        )));
     }
     let token = new_token(TokenKind::Visitor);
     let conversation = state
@@ -136,7 +141,11 @@ pub async fn list_messages(
 
 /// Routes a widget frame through the web channel's normalizer into the runtime,
 /// the same path every channel takes.
-async fn ingest_frame(state: &AppState, conversation_id: &str, body: Vec<u8>) -> ApiResult<Option<baton_channel::Ingested>> {
+async fn ingest_frame(
+    state: &AppState,
+    conversation_id: &str,
+    body: Vec<u8>,
+) -> ApiResult<Option<baton_channel::Ingested>> {
     let raw = RawInbound {
         thread_hint: Some(conversation_id.to_owned()),
         body,
@@ -161,14 +170,15 @@ async fn ingest_frame(state: &AppState, conversation_id: &str, body: Vec<u8>) ->
 pub async fn post_message(
     State(state): State<AppState>,
     visitor: Visitor,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     // Validate the JSON shape first so that errors say what is wrong with it.
-    let Body(frame): Body<Value> = Body(
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?,
-    );
+    let frame: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
     if frame.get("type").is_some() || frame.get("action").is_some() {
-        return Err(ApiError::invalid("send `{\"text\", \"client_id\"?}`; buttons go to /widget/actions"));
+        return Err(ApiError::invalid(
+            "send `{\"text\", \"client_id\"?}`; buttons go to /widget/actions",
+        ));
     }
     let ingested = ingest_frame(&state, &visitor.conversation.id, body.to_vec())
         .await?
@@ -178,7 +188,11 @@ pub async fn post_message(
         .as_ref()
         .map(MessageView::from)
         .ok_or_else(|| ApiError::invalid("missing field `text`"))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "message": message, "duplicate": ingested.duplicate }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "message": message, "duplicate": ingested.duplicate })),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -199,7 +213,9 @@ pub async fn post_action(
         .runtime()
         .visitor_action(&visitor.conversation.id, &body.action)
         .await?;
-    Ok(Json(json!({ "conversation": ConversationView::from(&conversation) })))
+    Ok(Json(
+        json!({ "conversation": ConversationView::from(&conversation) }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -235,7 +251,12 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
     let (mut sink, mut stream) = socket.split();
 
     let mut last_seq = after.max(0);
-    let history = match state.runtime().store().messages(&conversation_id, last_seq, false, 10_000).await {
+    let history = match state
+        .runtime()
+        .store()
+        .messages(&conversation_id, last_seq, false, 10_000)
+        .await
+    {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(%conversation_id, error = %e, "cannot load history for a widget socket");
@@ -244,7 +265,13 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
     };
     for m in &history {
         last_seq = m.seq;
-        if send_json(&mut sink, &json!({"type": "message", "message": MessageView::from(m)})).await.is_err() {
+        if send_json(
+            &mut sink,
+            &json!({"type": "message", "message": MessageView::from(m)}),
+        )
+        .await
+        .is_err()
+        {
             return;
         }
     }
@@ -323,7 +350,11 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
 }
 
 /// Handles one client frame; returns an error frame to send back, if any.
-async fn handle_client_frame(state: &AppState, conversation_id: &str, body: Vec<u8>) -> Option<Value> {
+async fn handle_client_frame(
+    state: &AppState,
+    conversation_id: &str,
+    body: Vec<u8>,
+) -> Option<Value> {
     let is_typing = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("type").and_then(Value::as_str).map(|t| t == "typing"))
@@ -335,7 +366,10 @@ async fn handle_client_frame(state: &AppState, conversation_id: &str, body: Vec<
         });
         return None;
     }
-    if let Err(e) = AppState::check_rate(&state.inner.widget_limiter, format!("conv:{conversation_id}")) {
+    if let Err(e) = AppState::check_rate(
+        &state.inner.widget_limiter,
+        format!("conv:{conversation_id}"),
+    ) {
         return Some(error_frame(&e));
     }
     match ingest_frame(state, conversation_id, body).await {

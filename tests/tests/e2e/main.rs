@@ -1,0 +1,11 @@
+//! End-to-end tests: the real server, driven over HTTP and WebSocket as an
+//! outside client would. One test binary, so the suite links once.
+//!
+//! Each scenario runs on SQLite and, when `BATON_TEST_POSTGRES_URL` is set
+//! (as `.ci/run` does), on PostgreSQL too.
+
+mod bad_input;
+mod flow;
+mod nodes;
+mod store_suite;
+mod webhooks;

@@ -1,0 +1,108 @@
+//! Two `baton serve` processes on one PostgreSQL: what happens on one node is
+//! seen live on the other (LISTEN/NOTIFY).
+
+use anyhow::{Result, ensure};
+use baton_tests::{
+    Backend, Process, TestDb, VisitorClient, backends, baton_binary, next_matching, status_json,
+};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_on_node_a_and_an_agent_on_node_b_see_each_other_live() -> Result<()> {
+    if !backends().contains(&Backend::Postgres) {
+        eprintln!(
+            "skipped: BATON_TEST_POSTGRES_URL is not set (two nodes need a shared PostgreSQL)"
+        );
+        return Ok(());
+    }
+    let binary = baton_binary()?;
+    let db = TestDb::new(Backend::Postgres).await?;
+    let a = Process::start(&binary, &db, "", "node-a").await?;
+    let b = Process::start(&binary, &db, "", "node-b").await?;
+    baton_tests::add_user(
+        &baton_store::Store::connect(&db.url).await?,
+        "dana@example.com",
+        "Dana",
+        "responder",
+        "dana-password",
+    )
+    .await?;
+
+    // The agent signs in on node B and opens the live event stream there.
+    let http = reqwest::Client::new();
+    let (s, login) = status_json(
+        http.post(format!("{}/api/v1/auth/login", b.base()))
+            .json(&json!({"email": "dana@example.com", "password": "dana-password"}))
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(s == 200, "{login}");
+    let token = {
+        let cli = tokio::process::Command::new(&binary)
+            .args(["token", "create", "--email", "dana@example.com"])
+            .env("BATON_DATABASE_URL", &db.url)
+            .env("BATON_DATA_DIR", db.data_dir())
+            .output()
+            .await?;
+        ensure!(cli.status.success());
+        String::from_utf8(cli.stdout)?.trim().to_owned()
+    };
+    let mut request = format!("ws://{}/api/v1/events", b.addr).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (mut agent_stream, _) = tokio_tungstenite::connect_async(request).await?;
+
+    // The visitor talks to node A.
+    let visitor = VisitorClient::start(&a.base()).await?;
+    let mut visitor_ws = visitor.ws().await?;
+    let conv = format!(
+        "{}/api/v1/conversations/{}",
+        b.base(),
+        visitor.conversation_id
+    );
+    let bearer = |r: reqwest::RequestBuilder| r.bearer_auth(&token);
+
+    let (s, v) = status_json(bearer(http.post(format!("{conv}/escalate"))).send().await?).await?;
+    ensure!(s == 200, "{v}");
+    let escalated = next_matching(&mut agent_stream, 10, |e| {
+        e["type"] == "conversation.escalated"
+    })
+    .await?;
+    ensure!(escalated["data"]["conversation"]["id"] == visitor.conversation_id.as_str());
+
+    // Node A's visitor message reaches node B's agent live.
+    visitor.say("hello from node A").await?;
+    let seen = next_matching(&mut agent_stream, 10, |e| {
+        e["type"] == "message.created" && e["data"]["message"]["text"] == "hello from node A"
+    })
+    .await?;
+    ensure!(seen["data"]["message"]["sender"] == "visitor");
+
+    // Node B's claim and reply reach node A's visitor live.
+    let (s, v) = status_json(bearer(http.post(format!("{conv}/claim"))).send().await?).await?;
+    ensure!(s == 200, "{v}");
+    let active = next_matching(&mut visitor_ws, 10, |f| {
+        f["type"] == "status" && f["status"] == "active"
+    })
+    .await?;
+    ensure!(active["agent"]["name"] == "Dana");
+    let (s, v) = status_json(
+        bearer(http.post(format!("{conv}/messages")))
+            .json(&json!({"text": "hello from node B"}))
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(s == 201, "{v}");
+    let reply = next_matching(&mut visitor_ws, 10, |f| {
+        f["type"] == "message" && f["message"]["text"] == "hello from node B"
+    })
+    .await?;
+    ensure!(reply["message"]["sender"] == "agent");
+    a.stop().await?;
+    b.stop().await?;
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Signed webhooks, delivered from the outbox, surviving a receiver outage and a restart.
+
+use anyhow::{Context, Result, ensure};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use baton_tests::{
+    Backend, Process, Server, StaffClient, TestDb, VisitorClient, backends, baton_binary,
+    status_json,
+};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SECRET: &str = "whsec-test-secret";
+
+/// A webhook receiver that checks every signature the way a subscriber would.
+#[derive(Clone, Default)]
+struct Receiver {
+    /// Event id → (type, body), deduplicated as API.md tells receivers to.
+    seen: Arc<Mutex<BTreeMap<String, (String, Value)>>>,
+    bad_signatures: Arc<Mutex<usize>>,
+    deliveries: Arc<Mutex<usize>>,
+}
+
+fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
+    let Some(sig) = headers.get("baton-signature").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let mut t = None;
+    let mut v1 = None;
+    for part in sig.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = Some(x.to_owned()),
+            Some(("v1", x)) => v1 = Some(x.to_owned()),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("any key length");
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    let age = t.parse::<i64>().map(|t| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        (now - t).abs()
+    });
+    expected == v1 && age.is_ok_and(|a| a < 300)
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    *r.deliveries.lock().unwrap() += 1;
+    if !verify(&headers, &body) {
+        *r.bad_signatures.lock().unwrap() += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let id = v["id"].as_str().unwrap_or_default().to_owned();
+    let kind = v["type"].as_str().unwrap_or_default().to_owned();
+    r.seen.lock().unwrap().insert(id, (kind, v));
+    StatusCode::NO_CONTENT
+}
+
+impl Receiver {
+    async fn serve(&self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        })
+    }
+
+    fn types(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    async fn wait_for(&self, kinds: &[&str], secs: u64) -> Result<()> {
+        for _ in 0..secs * 20 {
+            let types = self.types();
+            if kinds
+                .iter()
+                .all(|k| types.iter().filter(|t| t == k).count() >= 1)
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("expected {kinds:?}, received {:?}", self.types())
+    }
+}
+
+const LIFECYCLE: [&str; 5] = [
+    "conversation.started",
+    "conversation.escalated",
+    "conversation.claimed",
+    "conversation.released",
+    "conversation.resolved",
+];
+
+/// Drives one conversation through escalate, claim and hand back, and a second
+/// through escalate and resolve: every lifecycle event once.
+async fn lifecycle(base: &str, staff: &StaffClient) -> Result<()> {
+    let first = VisitorClient::start(base).await?;
+    let p = format!("/api/v1/conversations/{}", first.conversation_id);
+    for step in ["escalate", "claim", "handback"] {
+        let (s, v) = staff.post(&format!("{p}/{step}"), json!({})).await?;
+        ensure!(s == 200, "{step}: {v}");
+    }
+    let second = VisitorClient::start(base).await?;
+    let p = format!("/api/v1/conversations/{}", second.conversation_id);
+    for step in ["escalate", "resolve"] {
+        let (s, v) = staff.post(&format!("{p}/{step}"), json!({})).await?;
+        ensure!(s == 200, "{step}: {v}");
+    }
+    Ok(())
+}
+
+async fn signed_events(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let server = Server::start(&db, "").await?;
+    server
+        .add_user("admin@example.com", "Ada", "admin", "admin-password")
+        .await?;
+    let admin = StaffClient::login(&server.base(), "admin@example.com", "admin-password").await?;
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let _task = receiver.serve(listener).await;
+    let (s, hook) = admin
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": url, "events": ["*"], "secret": SECRET}),
+        )
+        .await?;
+    ensure!(s == 201, "{hook}");
+    ensure!(
+        hook["webhook"].get("secret").is_none(),
+        "the secret is never shown again"
+    );
+    lifecycle(&server.base(), &admin).await?;
+    receiver.wait_for(&LIFECYCLE, 10).await?;
+    receiver.wait_for(&["message.created"], 10).await?;
+    ensure!(*receiver.bad_signatures.lock().unwrap() == 0);
+    // Every envelope carries the conversation.
+    for (kind, body) in receiver.seen.lock().unwrap().values() {
+        ensure!(
+            body["data"]["conversation"]["id"].is_string(),
+            "{kind}: {body}"
+        );
+        ensure!(body["created_at"].is_string());
+    }
+    // The delivery log shows them delivered.
+    let hook_id = hook["webhook"]["id"].as_str().context("id")?;
+    let (_, log) = admin
+        .get(&format!("/api/v1/webhooks/{hook_id}/deliveries"))
+        .await?;
+    let rows = log["deliveries"].as_array().context("deliveries")?;
+    ensure!(
+        !rows.is_empty() && rows.iter().all(|d| d["status"] == "delivered"),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhooks_are_signed_and_cover_the_lifecycle() -> Result<()> {
+    for backend in backends() {
+        signed_events(backend)
+            .await
+            .map_err(|e| e.context(format!("on {backend:?}")))?;
+    }
+    Ok(())
+}
+
+async fn outage_and_restart(backend: Backend) -> Result<()> {
+    let binary = baton_binary()?;
+    let db = TestDb::new(backend).await?;
+    let config = "[webhooks]\nretry_base = \"100ms\"\nretry_max = \"400ms\"\nmax_attempts = 1000\n";
+
+    // The first start with no users says how to get in.
+    let node = Process::start(&binary, &db, config, "first").await?;
+    let log = std::fs::read_to_string(&node.log)?;
+    ensure!(log.contains("no staff accounts yet"), "{log}");
+
+    // An admin made with the CLI, and an API token made with the CLI.
+    let env = [
+        (
+            "BATON_DATA_DIR",
+            db.data_dir().to_string_lossy().to_string(),
+        ),
+        ("BATON_DATABASE_URL", db.url.clone()),
+    ];
+    let mut add = tokio::process::Command::new(&binary);
+    add.args([
+        "user",
+        "add",
+        "--email",
+        "ops@example.com",
+        "--name",
+        "Ops",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ])
+    .envs(env.clone())
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
+    let mut child = add.spawn()?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        stdin.write_all(b"ops-password-1\n").await?;
+    }
+    ensure!(child.wait().await?.success(), "baton user add failed");
+    let out = tokio::process::Command::new(&binary)
+        .args(["token", "create", "--email", "ops@example.com"])
+        .envs(env)
+        .output()
+        .await?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout)?.trim().to_owned();
+    ensure!(
+        token.starts_with("bt_") && !token.contains(char::is_whitespace),
+        "token create prints only the token: {token:?}"
+    );
+
+    // Subscribe a receiver that is down.
+    let port = baton_tests::free_port()?;
+    let http = reqwest::Client::new();
+    let (s, hook) = status_json(
+        http.post(format!("{}/api/v1/webhooks", node.base()))
+            .bearer_auth(&token)
+            .json(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": LIFECYCLE, "secret": SECRET}))
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(s == 201, "{hook}");
+
+    // The cookie-less staff client: an API token needs no CSRF header.
+    let staff = StaffClient {
+        base: node.base(),
+        http: reqwest::Client::builder()
+            .default_headers({
+                let mut h = reqwest::header::HeaderMap::new();
+                h.insert("authorization", format!("Bearer {token}").parse()?);
+                h
+            })
+            .build()?,
+        csrf: String::new(),
+        user: Value::Null,
+    };
+    lifecycle(&node.base(), &staff).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.stop().await?;
+
+    // The receiver comes back; so does the server, on the same database.
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let _task = receiver.serve(listener).await;
+    let node = Process::start(&binary, &db, config, "second").await?;
+    receiver.wait_for(&LIFECYCLE, 20).await?;
+    // Exactly the six lifecycle events of the two conversations (two started), each once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut types = receiver.types();
+    types.sort();
+    let mut expected: Vec<String> = [
+        "conversation.claimed",
+        "conversation.escalated",
+        "conversation.escalated",
+        "conversation.released",
+        "conversation.resolved",
+        "conversation.started",
+        "conversation.started",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    expected.sort();
+    ensure!(types == expected, "received {types:?}");
+    ensure!(*receiver.bad_signatures.lock().unwrap() == 0);
+    node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_is_lost_when_the_receiver_is_down_and_the_server_restarts() -> Result<()> {
+    for backend in backends() {
+        outage_and_restart(backend)
+            .await
+            .map_err(|e| e.context(format!("on {backend:?}")))?;
+    }
+    Ok(())
+}
