@@ -1,1 +1,164 @@
-fn main() {}
+//! Project automation. `cargo xtask test` is the one command that runs the
+//! whole test suite on a fresh machine: it installs what is missing, makes
+//! sure PostgreSQL answers, gives the suite a throw-away database, and runs
+//! every check. `.ci/run` calls exactly this.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Duration;
+
+const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask test [--no-lint] [-- <cargo test args>]");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("cannot run {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn quiet_ok(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let lint = !args.iter().any(|a| a == "--no-lint");
+    let passthrough: Vec<String> = args
+        .iter()
+        .skip_while(|a| *a != "--")
+        .skip(1)
+        .cloned()
+        .collect();
+
+    step("toolchain: the wasm32-wasip2 target");
+    // Plugins and their examples are built for it; rustup is a no-op when present.
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+
+    step("PostgreSQL: make sure it answers");
+    ensure_postgres()?;
+    let db = format!("baton_ci_{}", std::process::id());
+    psql(&format!("DROP DATABASE IF EXISTS {db}"))?;
+    psql(&format!("CREATE DATABASE {db}"))?;
+    let pg_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+
+    let outcome = (|| -> Result<()> {
+        if lint {
+            step("rustfmt");
+            run(Command::new("cargo").args(["fmt", "--all", "--check"]))?;
+            step("clippy");
+            run(Command::new("cargo").args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+        }
+        step("build the baton binary (the process tests start it)");
+        run(Command::new("cargo").args(["build", "--quiet", "-p", "baton"]))?;
+        step("cargo test, on SQLite and PostgreSQL");
+        run(Command::new("cargo")
+            .args(["test", "--workspace", "--no-fail-fast"])
+            .args(&passthrough)
+            .env("BATON_TEST_POSTGRES_URL", &pg_url))?;
+        Ok(())
+    })();
+
+    step("drop the throw-away databases");
+    drop_test_databases(&db);
+    outcome
+}
+
+fn psql(sql: &str) -> Result<()> {
+    run(Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", PG_ADMIN_URL, "-c", sql])
+        .stdout(Stdio::null()))
+}
+
+fn pg_answers() -> bool {
+    quiet_ok(Command::new("psql").args(["-X", "-q", PG_ADMIN_URL, "-c", "SELECT 1"]))
+}
+
+fn ensure_postgres() -> Result<()> {
+    if pg_answers() {
+        return Ok(());
+    }
+    eprintln!("PostgreSQL does not answer on 127.0.0.1:5432; starting it");
+    let versions: Vec<String> = std::fs::read_dir("/etc/postgresql")
+        .context("no /etc/postgresql: install PostgreSQL (Debian package `postgresql`)")?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for version in &versions {
+        let _ = Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", version, "main", "start"])
+            .status();
+    }
+    for _ in 0..60 {
+        if pg_answers() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    bail!("PostgreSQL did not start (tried versions {versions:?})")
+}
+
+/// Drops the suite's database and every per-test database made inside it.
+fn drop_test_databases(db: &str) {
+    let list = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            PG_ADMIN_URL,
+            "-c",
+            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{db}%'"),
+        ])
+        .output();
+    let Ok(out) = list else { return };
+    for name in String::from_utf8_lossy(&out.stdout).lines().map(str::trim) {
+        if !name.is_empty() {
+            let _ = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        }
+    }
+}

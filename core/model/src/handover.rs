@@ -122,6 +122,8 @@ pub struct HandoverState {
     pub resolved_at: Option<Timestamp>,
 }
 
+// `Status` is declared by a macro shared with other enums, so the default is written out.
+#[allow(clippy::derivable_impls)]
 impl Default for Status {
     fn default() -> Self {
         Status::Bot

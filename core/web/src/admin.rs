@@ -154,22 +154,24 @@ pub struct RangeQuery {
     to: Option<String>,
 }
 
+/// One hand-over in the CSV export.
+struct ReportRow {
+    event_id: String,
+    conversation_id: String,
+    reason: String,
+    channel: String,
+    department: String,
+    at: Timestamp,
+    claimed_after_seconds: Option<f64>,
+}
+
 struct Report {
     from: Timestamp,
     to: Timestamp,
     total: usize,
     by_reason: BTreeMap<String, usize>,
     by_channel: BTreeMap<String, usize>,
-    /// (event id, conversation id, reason, channel, department, escalated at, claimed after seconds)
-    rows: Vec<(
-        String,
-        String,
-        String,
-        String,
-        String,
-        Timestamp,
-        Option<f64>,
-    )>,
+    rows: Vec<ReportRow>,
     claim_seconds: Vec<f64>,
 }
 
@@ -255,15 +257,15 @@ async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
             .by_channel
             .entry(conv.channel.to_string())
             .or_default() += 1;
-        report.rows.push((
-            env.id.clone(),
-            conv.id.clone(),
-            handover.reason.clone(),
-            conv.channel.to_string(),
-            conv.department.clone().unwrap_or_default(),
-            env.created_at,
-            claimed_after,
-        ));
+        report.rows.push(ReportRow {
+            event_id: env.id.clone(),
+            conversation_id: conv.id.clone(),
+            reason: handover.reason.clone(),
+            channel: conv.channel.to_string(),
+            department: conv.department.clone().unwrap_or_default(),
+            at: env.created_at,
+            claimed_after_seconds: claimed_after,
+        });
     }
     Ok(report)
 }
@@ -306,16 +308,19 @@ pub async fn handover_report_csv(
     let mut out = String::from(
         "event_id,conversation_id,reason,channel,department,escalated_at,time_to_claim_seconds\n",
     );
-    for (event, conv, reason, channel, dept, at, claim) in &r.rows {
-        let claim = claim.map(|s| format!("{s:.3}")).unwrap_or_default();
+    for row in &r.rows {
+        let claim = row
+            .claimed_after_seconds
+            .map(|s| format!("{s:.3}"))
+            .unwrap_or_default();
         out.push_str(&format!(
             "{},{},{},{},{},{},{}\n",
-            csv(event),
-            csv(conv),
-            csv(reason),
-            csv(channel),
-            csv(dept),
-            at,
+            csv(&row.event_id),
+            csv(&row.conversation_id),
+            csv(&row.reason),
+            csv(&row.channel),
+            csv(&row.department),
+            row.at,
             claim
         ));
     }
