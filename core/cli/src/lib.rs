@@ -279,7 +279,7 @@ async fn serve(common: &Common) -> Result<()> {
         warn!(
             "no staff accounts yet. Create the first one with:\n  \
              echo 'a long password' | cargo run --release -- user add --email you@example.com \
-             --name You --role owner --password-stdin\n  then sign in at http://{addr}/inbox"
+             --name You --role owner --password-stdin\n  then sign in with POST http://{addr}/api/v1/auth/login"
         );
     }
     let listener = tokio::net::TcpListener::bind(addr)

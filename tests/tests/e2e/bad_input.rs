@@ -303,3 +303,33 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() -> Result<()> {
     ensure!(metrics.contains("baton_http_responses_total"), "{metrics}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_typing_too_fast_is_rate_limited() -> Result<()> {
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let server = Server::start(
+        &db,
+        "[limits]\nwidget_messages_per_second = 1\nwidget_burst = 5\n",
+    )
+    .await?;
+    let visitor = VisitorClient::start(&server.base()).await?;
+    let http = reqwest::Client::new();
+    let mut limited = None;
+    for i in 0..10 {
+        let resp = http
+            .post(format!("{}/api/v1/widget/messages", server.base()))
+            .bearer_auth(&visitor.token)
+            .json(&json!({"text": format!("msg {i}")}))
+            .send()
+            .await?;
+        if resp.status() == 429 {
+            let retry = resp.headers().get("retry-after").cloned();
+            limited = Some((retry, status_json(resp).await?.1));
+            break;
+        }
+    }
+    let (retry, body) = limited.ok_or_else(|| anyhow::anyhow!("never rate limited"))?;
+    ensure!(retry.is_some(), "429 carries Retry-After");
+    ensure!(is_error(&body, "rate_limited"), "{body}");
+    Ok(())
+}

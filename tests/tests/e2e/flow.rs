@@ -336,3 +336,36 @@ async fn stop_the_bot_and_join_then_the_pause_window_holds() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_conversation_nobody_claims_is_abandoned() -> Result<()> {
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let server = Server::start(&db, "[conversations]\nabandon_after = \"1s\"\n").await?;
+    let visitor = VisitorClient::start(&server.base()).await?;
+    server
+        .runtime
+        .escalate(
+            &visitor.conversation_id,
+            baton_model::Reason::known("visitor_request"),
+            None,
+            None,
+        )
+        .await?;
+    for _ in 0..100 {
+        let conv = server
+            .runtime
+            .conversation(&visitor.conversation_id)
+            .await?;
+        if conv.state.status == baton_model::Status::Resolved {
+            let events = server.runtime.store().events_after(0, 100).await?;
+            ensure!(
+                events
+                    .iter()
+                    .any(|e| e.envelope.kind == baton_model::EventKind::Abandoned)
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the conversation was not abandoned")
+}
