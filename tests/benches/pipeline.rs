@@ -30,8 +30,9 @@
 //! process's peak RSS.
 //!
 //! Knobs, all optional environment variables:
-//! - `BENCH_SCALE` (default `1`): multiplies every message count; `0.1` is a
-//!   quick smoke run, `5` a steadier measurement.
+//! - `BENCH_SCALE` (default `1`): multiplies every message count (by default
+//!   1 visitor × 2,000 messages, 100 × 20 and 1,000 × 3); `0.1` is a quick
+//!   smoke run, `5` a steadier measurement.
 //! - `BENCH_LEVELS` (default `1,100,1000`): the concurrency levels.
 //! - `BENCH_WARMUP` (default `100`): unmeasured messages sent to each server
 //!   before the first phase, so that caches and pools are warm.
@@ -743,8 +744,8 @@ fn print_table(rows: &[Row], cores: usize, profile: &str) {
          before sending the next. msg/s is messages ÷ wall time of the phase; latency is \
          from sending a message to receiving the reply frame. Echo is a bare axum WebSocket \
          server echoing the same frames at the same concurrency: the ceiling. Throughput ÷ \
-         echo is Baton's msg/s over the echo server's; the latency columns say how many \
-         times the echo server's latency Baton's is."
+         echo is Baton's msg/s over the echo server's (1.000 would match it); the latency \
+         columns are Baton's latency over the echo server's (3.0× = three times as long)."
     );
     let rss = peak_rss_kib().map_or_else(
         || "unknown".to_owned(),

@@ -8,6 +8,7 @@
 //! process concerns (arguments, logging, signals); it holds no domain logic.
 
 use anyhow::{Context, Result, bail};
+use axum::serve::ListenerExt;
 use baton_channel_web::WebChannel;
 use baton_model::Role;
 use baton_runtime::auth::{TokenKind, check_password_policy, hash_password, new_token, token_hash};
@@ -288,6 +289,10 @@ async fn serve(common: &Common) -> Result<()> {
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    // Chat frames are small and latency matters more than packet count.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let runtime = build_runtime(store, config);
     runtime.start_background();
     let app = router(AppState::new(
