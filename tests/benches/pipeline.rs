@@ -622,14 +622,10 @@ async fn echo_upgrade(upgrade: WebSocketUpgrade) -> Response {
 
 async fn echo_socket(mut socket: WebSocket) {
     while let Some(Ok(message)) = socket.recv().await {
-        match message {
-            AxumMessage::Text(_) | AxumMessage::Binary(_) => {
-                if socket.send(message).await.is_err() {
-                    break;
-                }
-            }
-            AxumMessage::Close(_) => break,
-            _ => {}
+        let echo = matches!(message, AxumMessage::Text(_) | AxumMessage::Binary(_));
+        if matches!(message, AxumMessage::Close(_)) || (echo && socket.send(message).await.is_err())
+        {
+            break;
         }
     }
 }
