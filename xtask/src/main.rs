@@ -96,16 +96,53 @@ fn test(args: &[String]) -> Result<()> {
         step("build the baton binary (the process tests start it)");
         run(Command::new("cargo").args(["build", "--quiet", "-p", "baton"]))?;
         step("cargo test, on SQLite and PostgreSQL");
-        run(Command::new("cargo")
-            .args(["test", "--workspace", "--no-fail-fast"])
-            .args(&passthrough)
-            .env("BATON_TEST_POSTGRES_URL", &pg_url))?;
+        let (passed, failed, ok) = cargo_test(&passthrough, &pg_url)?;
+        // One closing line for the whole suite, whatever binary ran last.
+        println!("\nsummary: {passed} passed, {failed} failed");
+        if !ok || failed > 0 {
+            bail!("the test suite failed");
+        }
         Ok(())
     })();
 
     step("drop the throw-away databases");
     drop_test_databases(&db);
     outcome
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
+fn cargo_test(passthrough: &[String], pg_url: &str) -> Result<(u64, u64, bool)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new("cargo")
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .args(passthrough)
+        .env("BATON_TEST_POSTGRES_URL", pg_url)
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run cargo test")?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("cannot read cargo test output")?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, " passed");
+                failed += count(rest, " failed");
+            }
+        }
+    }
+    let status = child.wait().context("cargo test did not finish")?;
+    Ok((passed, failed, status.success()))
+}
+
+/// The number before `label` in a line like `ok. 3 passed; 0 failed; …`.
+fn count(line: &str, label: &str) -> u64 {
+    line.split(';')
+        .find(|part| part.trim_end().ends_with(label.trim()))
+        .and_then(|part| part.split_whitespace().rev().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn psql(sql: &str) -> Result<()> {
@@ -160,5 +197,19 @@ fn drop_test_databases(db: &str) {
         if !name.is_empty() {
             let _ = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn reads_cargo_test_result_lines() {
+        let line =
+            "FAILED. 7 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 6.12s";
+        assert_eq!(count(line, " passed"), 7);
+        assert_eq!(count(line, " failed"), 1);
+        assert_eq!(count("ok. 0 passed; 0 failed", " passed"), 0);
     }
 }
