@@ -78,6 +78,7 @@ fn test(args: &[String]) -> Result<()> {
     psql(&format!("CREATE DATABASE {db}"))?;
     let pg_url = format!("postgres://postgres@127.0.0.1:5432/{db}");
 
+    let mut summary = None;
     let outcome = (|| -> Result<()> {
         if lint {
             step("rustfmt");
@@ -97,8 +98,7 @@ fn test(args: &[String]) -> Result<()> {
         run(Command::new("cargo").args(["build", "--quiet", "-p", "baton"]))?;
         step("cargo test, on SQLite and PostgreSQL");
         let (passed, failed, ok) = cargo_test(&passthrough, &pg_url)?;
-        // One closing line for the whole suite, whatever binary ran last.
-        println!("\nsummary: {passed} passed, {failed} failed");
+        summary = Some((passed, failed));
         if !ok || failed > 0 {
             bail!("the test suite failed");
         }
@@ -107,6 +107,10 @@ fn test(args: &[String]) -> Result<()> {
 
     step("drop the throw-away databases");
     drop_test_databases(&db);
+    if let Some((passed, failed)) = summary {
+        // One closing line for the whole suite, whatever test binary ran last.
+        println!("\nsummary: {passed} passed, {failed} failed");
+    }
     outcome
 }
 
