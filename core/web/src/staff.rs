@@ -352,18 +352,25 @@ pub async fn post_message(
         .into_response())
 }
 
+/// A transition whose only argument is the acting agent.
+async fn transition(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    input: fn(AgentRef) -> Input,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let by = staff.agent();
+    let conv = state.runtime().apply(id, |_| input(by.clone())).await?;
+    Ok(conversation_json(&conv))
+}
+
 pub async fn handback(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    staff.require_responder()?;
-    let by = staff.agent();
-    let conv = state
-        .runtime()
-        .apply(&id, |_| Input::HandBack { by: by.clone() })
-        .await?;
-    Ok(conversation_json(&conv))
+    transition(&state, &staff, &id, |by| Input::HandBack { by }).await
 }
 
 pub async fn resolve(
@@ -371,15 +378,7 @@ pub async fn resolve(
     staff: Staff,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    staff.require_responder()?;
-    let by = staff.agent();
-    let conv = state
-        .runtime()
-        .apply(&id, |_| Input::Resolve {
-            by: Some(by.clone()),
-        })
-        .await?;
-    Ok(conversation_json(&conv))
+    transition(&state, &staff, &id, |by| Input::Resolve { by: Some(by) }).await
 }
 
 pub async fn unclaim(
@@ -387,13 +386,7 @@ pub async fn unclaim(
     staff: Staff,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    staff.require_responder()?;
-    let by = staff.agent();
-    let conv = state
-        .runtime()
-        .apply(&id, |_| Input::Unclaim { by: by.clone() })
-        .await?;
-    Ok(conversation_json(&conv))
+    transition(&state, &staff, &id, |by| Input::Unclaim { by }).await
 }
 
 #[derive(Deserialize, Default)]
