@@ -84,6 +84,8 @@ greeting = \"\"
 [limits]
 widget_messages_per_second = 100000
 widget_burst = 100000
+widget_ip_requests_per_second = 100000
+widget_ip_burst = 100000
 ";
 
 fn main() -> Result<()> {

@@ -103,6 +103,11 @@ pub struct LimitsConfig {
     pub widget_messages_per_second: u32,
     /// `widget_burst`: how many requests may come at once before the rate applies. Default 30.
     pub widget_burst: u32,
+    /// `widget_ip_requests_per_second`: widget requests per client IP, all visitors behind it
+    /// together (an office behind one NAT is many people). Default 100.
+    pub widget_ip_requests_per_second: u32,
+    /// `widget_ip_burst`: default 300.
+    pub widget_ip_burst: u32,
     /// `staff_requests_per_second`: per signed-in user or API token. Default 50.
     pub staff_requests_per_second: u32,
     /// `staff_burst`: default 200.
@@ -118,6 +123,8 @@ impl Default for LimitsConfig {
         Self {
             widget_messages_per_second: 10,
             widget_burst: 30,
+            widget_ip_requests_per_second: 100,
+            widget_ip_burst: 300,
             staff_requests_per_second: 50,
             staff_burst: 200,
             max_message_bytes: 64 * 1024,

@@ -166,7 +166,7 @@ impl FromRequestParts<AppState> for Visitor {
             ApiError::unauthorized("send `Authorization: Bearer <visitor_token>`")
         })?;
         let ip = client_ip(parts);
-        AppState::check_rate(&state.inner.widget_limiter, format!("ip:{ip}"))?;
+        AppState::check_rate(&state.inner.ip_limiter, format!("ip:{ip}"))?;
         AppState::check_rate(
             &state.inner.widget_limiter,
             format!("visitor:{}", token_hash(token)),

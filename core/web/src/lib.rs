@@ -48,6 +48,8 @@ struct StateInner {
     runtime: Runtime,
     metrics: Metrics,
     widget_limiter: KeyedLimiter,
+    /// Per client IP, shared by every visitor behind it.
+    ip_limiter: KeyedLimiter,
     staff_limiter: KeyedLimiter,
     login_limiter: KeyedLimiter,
     /// Typing notices: fleeting, so they skip the outbox.
@@ -76,6 +78,10 @@ impl AppState {
                 widget_limiter: RateLimiter::keyed(quota(
                     limits.widget_messages_per_second,
                     limits.widget_burst,
+                )),
+                ip_limiter: RateLimiter::keyed(quota(
+                    limits.widget_ip_requests_per_second,
+                    limits.widget_ip_burst,
                 )),
                 staff_limiter: RateLimiter::keyed(quota(
                     limits.staff_requests_per_second,

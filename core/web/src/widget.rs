@@ -66,7 +66,7 @@ pub async fn create_session(
     ClientIp(ip): ClientIp,
     body: crate::extract::OptionalBody<SessionBody>,
 ) -> ApiResult<Response> {
-    AppState::check_rate(&state.inner.widget_limiter, format!("ip:{ip}"))?;
+    AppState::check_rate(&state.inner.ip_limiter, format!("ip:{ip}"))?;
     let body = body.0;
     let bot = body.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
     if state.runtime().config().bot(&bot).is_none() {
@@ -233,7 +233,7 @@ pub async fn ws(
     Q(q): Q<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    AppState::check_rate(&state.inner.widget_limiter, format!("ip:{ip}"))?;
+    AppState::check_rate(&state.inner.ip_limiter, format!("ip:{ip}"))?;
     let visitor = Visitor::from_token(&state, &q.token).await?;
     let max = state.runtime().config().limits.max_message_bytes + 4096;
     Ok(upgrade
