@@ -35,6 +35,20 @@ pub fn backends() -> Vec<Backend> {
     out
 }
 
+/// Runs one test body on every backend, naming the backend in any failure.
+pub async fn on_every_backend<F, Fut>(body: F) -> Result<()>
+where
+    F: Fn(Backend) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    for backend in backends() {
+        body(backend)
+            .await
+            .map_err(|e| e.context(format!("on {backend:?}")))?;
+    }
+    Ok(())
+}
+
 fn postgres_base_url() -> Option<String> {
     std::env::var("BATON_TEST_POSTGRES_URL")
         .ok()

@@ -2,7 +2,7 @@
 
 use anyhow::{Result, ensure};
 use baton_model::AgentRef;
-use baton_tests::{Backend, Server, StaffClient, TestDb, VisitorClient, backends, next_matching};
+use baton_tests::{Backend, Server, StaffClient, TestDb, VisitorClient, next_matching};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -194,12 +194,7 @@ async fn hand_over_flow(backend: Backend) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_whole_hand_over_over_http_and_websocket() -> Result<()> {
-    for backend in backends() {
-        hand_over_flow(backend)
-            .await
-            .map_err(|e| e.context(format!("on {backend:?}")))?;
-    }
-    Ok(())
+    baton_tests::on_every_backend(hand_over_flow).await
 }
 
 async fn fifty_claims(backend: Backend) -> Result<()> {
@@ -277,12 +272,7 @@ async fn fifty_claims(backend: Backend) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_concurrent_claims_have_exactly_one_winner() -> Result<()> {
-    for backend in backends() {
-        fifty_claims(backend)
-            .await
-            .map_err(|e| e.context(format!("on {backend:?}")))?;
-    }
-    Ok(())
+    baton_tests::on_every_backend(fifty_claims).await
 }
 
 async fn takeover_and_reopen(backend: Backend) -> Result<()> {
@@ -329,12 +319,7 @@ async fn takeover_and_reopen(backend: Backend) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_the_bot_and_join_then_the_pause_window_holds() -> Result<()> {
-    for backend in backends() {
-        takeover_and_reopen(backend)
-            .await
-            .map_err(|e| e.context(format!("on {backend:?}")))?;
-    }
-    Ok(())
+    baton_tests::on_every_backend(takeover_and_reopen).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use baton_store::{
     AssigneeFilter, ConversationFilter, DeliveryStatus, NewContact, NewConversation, NewMessage,
     NewUser, NewWebhook, Store,
 };
-use baton_tests::{Backend, TestDb, backends};
+use baton_tests::{Backend, TestDb};
 
 async fn open(backend: Backend) -> Result<(TestDb, Store)> {
     let db = TestDb::new(backend).await?;
@@ -342,10 +342,5 @@ async fn suite(backend: Backend) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_suite_passes_on_every_backend() -> Result<()> {
-    for backend in backends() {
-        suite(backend)
-            .await
-            .map_err(|e| e.context(format!("on {backend:?}")))?;
-    }
-    Ok(())
+    baton_tests::on_every_backend(suite).await
 }

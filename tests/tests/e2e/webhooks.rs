@@ -7,8 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use baton_tests::{
-    Backend, Process, Server, StaffClient, TestDb, VisitorClient, backends, baton_binary,
-    status_json,
+    Backend, Process, Server, StaffClient, TestDb, VisitorClient, baton_binary, status_json,
 };
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -183,12 +182,7 @@ async fn signed_events(backend: Backend) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn webhooks_are_signed_and_cover_the_lifecycle() -> Result<()> {
-    for backend in backends() {
-        signed_events(backend)
-            .await
-            .map_err(|e| e.context(format!("on {backend:?}")))?;
-    }
-    Ok(())
+    baton_tests::on_every_backend(signed_events).await
 }
 
 async fn outage_and_restart(backend: Backend) -> Result<()> {
@@ -308,10 +302,5 @@ async fn outage_and_restart(backend: Backend) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_when_the_receiver_is_down_and_the_server_restarts() -> Result<()> {
-    for backend in backends() {
-        outage_and_restart(backend)
-            .await
-            .map_err(|e| e.context(format!("on {backend:?}")))?;
-    }
-    Ok(())
+    baton_tests::on_every_backend(outage_and_restart).await
 }
