@@ -137,6 +137,7 @@ impl Server {
             .context("connect")?;
         store.migrate().await.context("migrate")?;
         let runtime = baton::build_runtime(store, config);
+        runtime.load_bot_settings().await.context("bot settings")?;
         runtime.start_background();
         let app = baton_web::router(baton_web::AppState::new(
             runtime.clone(),
@@ -174,6 +175,21 @@ impl Server {
         password: &str,
     ) -> Result<()> {
         add_user(self.runtime.store(), email, name, role, password).await
+    }
+}
+
+impl Server {
+    /// Creates `<first name>@example.com` with password `<first name>-password`
+    /// (lower-cased) and signs in as them.
+    pub async fn staff(&self, name: &str, role: &str) -> Result<StaffClient> {
+        let first = name
+            .split_whitespace()
+            .next()
+            .unwrap_or(name)
+            .to_lowercase();
+        let (email, password) = (format!("{first}@example.com"), format!("{first}-password"));
+        self.add_user(&email, name, role, &password).await?;
+        StaffClient::login(&self.base(), &email, &password).await
     }
 }
 
@@ -426,9 +442,19 @@ impl StaffClient {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// Any state-changing request, with the CSRF header the browser would send.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<(u16, Value)> {
         let resp = self
             .http
-            .post(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .header("x-csrf-token", &self.csrf)
             .json(&body)
             .send()

@@ -71,6 +71,9 @@ fn test(args: &[String]) -> Result<()> {
     // Plugins and their examples are built for it; rustup is a no-op when present.
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
 
+    step("the browser suite's peers: Debian's Chromium and npm playwright-core");
+    ensure_browser()?;
+
     step("PostgreSQL: make sure it answers");
     ensure_postgres()?;
     let db = format!("baton_ci_{}", std::process::id());
@@ -147,6 +150,49 @@ fn count(line: &str, label: &str) -> u64 {
         .and_then(|part| part.split_whitespace().rev().nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Installs Chromium from Debian and playwright-core from npm when missing.
+/// Never the npm `playwright` package: it tries to download its own browser.
+fn ensure_browser() -> Result<()> {
+    if !Path::new("/usr/bin/chromium").exists() {
+        let apt = |args: &[&str]| {
+            let mut cmd = Command::new("apt-get");
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut cmd)
+        };
+        if apt(&[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "chromium",
+            "fonts-liberation",
+        ])
+        .is_err()
+        {
+            // A fresh machine may have no package lists yet.
+            apt(&["update"])?;
+            apt(&[
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "chromium",
+                "fonts-liberation",
+            ])?;
+        }
+    }
+    let browser = root().join("tests/browser");
+    if !browser.join("node_modules/playwright-core").exists() {
+        // `run` works from the repository root, hence `--prefix`.
+        run(Command::new("npm").args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            "tests/browser",
+        ]))?;
+    }
+    Ok(())
 }
 
 fn psql(sql: &str) -> Result<()> {

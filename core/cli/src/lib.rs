@@ -68,6 +68,18 @@ pub struct Common {
     /// Mark cookies `Secure`; set this when serving behind HTTPS.
     #[arg(long, env = "BATON_SECURE_COOKIES", global = true)]
     pub secure_cookies: bool,
+    /// Folder plugins load from; `<data dir>/plugins` when absent.
+    #[arg(long, env = "BATON_PLUGINS_DIR", global = true)]
+    pub plugins_dir: Option<PathBuf>,
+}
+
+impl Common {
+    /// `--plugins-dir`, else `<data dir>/plugins`.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -280,7 +292,7 @@ async fn serve(common: &Common) -> Result<()> {
         warn!(
             "no staff accounts yet. Create the first one with:\n  \
              echo 'a long password' | cargo run --release -- user add --email you@example.com \
-             --name You --role owner --password-stdin\n  then sign in with POST http://{addr}/api/v1/auth/login"
+             --name You --role owner --password-stdin\n  then sign in at http://{addr}/inbox"
         );
     }
     let listener = tokio::net::TcpListener::bind(addr)
@@ -294,14 +306,19 @@ async fn serve(common: &Common) -> Result<()> {
         let _ = tcp.set_nodelay(true);
     });
     let runtime = build_runtime(store, config);
+    runtime
+        .load_bot_settings()
+        .await
+        .context("cannot load the saved bot settings")?;
     runtime.start_background();
     let app = router(AppState::new(
         runtime,
         WebOptions {
             secure_cookies: common.secure_cookies,
+            plugins_dir: Some(common.plugins_dir()),
         },
     ));
-    info!(address = %local, database = %describe_db(common), "baton is serving on http://{local}");
+    info!(address = %local, database = %describe_db(common), "baton is serving on http://{local} (demo site /, inbox /inbox, widget /widget.js)");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

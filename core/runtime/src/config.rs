@@ -1,7 +1,7 @@
 //! `baton.toml`: what an operator configures. Secrets never live here; they
 //! come from the environment (API.md, "Operator conventions").
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ impl Config {
 }
 
 /// One bot: `[bot]` or `[bots.<id>]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BotConfig {
     /// `name`: how the bot signs its messages. Default `"Baton"`.
@@ -67,7 +67,7 @@ impl Default for BotConfig {
 }
 
 /// `[bot.handover]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HandoverConfig {
     /// `enabled`: whether visitors can reach a human at all. Default `true`.
@@ -76,10 +76,16 @@ pub struct HandoverConfig {
     pub monitoring: bool,
     /// `pause_bot_for`: bot silence window opened at each hand-over, as seconds or
     /// `"30s"`, `"15m"`, `"2h"`. Default `0` (none).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "serialize_duration")]
     pub pause_bot_for: Duration,
     /// `online_message`: what the visitor is told when the conversation is handed over.
     pub online_message: String,
+    /// `request_button_after`: how many bot answers the visitor sees before the
+    /// widget shows the "Talk to a human" button. Default `1`.
+    pub request_button_after: u32,
+    /// `offline_message`: what the visitor is told when nobody is available, above
+    /// the leave-a-message form.
+    pub offline_message: String,
 }
 
 impl Default for HandoverConfig {
@@ -91,6 +97,10 @@ impl Default for HandoverConfig {
             online_message:
                 "I'm handing you over to a human. Someone from the team will be with you shortly."
                     .to_owned(),
+            request_button_after: 1,
+            offline_message: "Nobody from the team is available right now. Leave your email \
+                              and a message, and we'll get back to you."
+                .to_owned(),
         }
     }
 }
@@ -190,6 +200,16 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(d)? {
         Raw::Seconds(s) => Ok(Duration::from_secs(s)),
         Raw::Text(t) => parse_duration(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Writes a duration the way [`duration`] reads it: whole seconds, else `"<n>ms"`.
+pub fn serialize_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        s.serialize_u64(u64::try_from(ms / 1000).unwrap_or(u64::MAX))
+    } else {
+        s.serialize_str(&format!("{ms}ms"))
     }
 }
 

@@ -13,7 +13,7 @@ use baton_model::{
     Reason, SenderKind, Status, Timestamp, bot_may_speak, step,
 };
 use baton_store::{Backend, NewContact, NewConversation, NewMessage, Store, StoredEvent, Tx};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -41,6 +41,8 @@ pub struct Runtime {
 struct Inner {
     store: Store,
     config: Config,
+    /// Every bot's live settings: `baton.toml` with the admin's changes on top.
+    bots: RwLock<BTreeMap<String, Arc<BotConfig>>>,
     clock: Clock,
     bus: EventBus,
     bot: Arc<dyn Bot>,
@@ -62,9 +64,16 @@ impl Runtime {
 
     pub fn with_clock(store: Store, config: Config, bot: Arc<dyn Bot>, clock: Clock) -> Self {
         let bus = EventBus::new(store.backend());
+        let mut bots: BTreeMap<String, Arc<BotConfig>> = config
+            .bots
+            .iter()
+            .map(|(id, bot)| (id.clone(), Arc::new(bot.clone())))
+            .collect();
+        bots.insert(DEFAULT_BOT.to_owned(), Arc::new(config.bot.clone()));
         Self {
             inner: Arc::new(Inner {
                 store,
+                bots: RwLock::new(bots),
                 config,
                 clock,
                 bus,
@@ -95,12 +104,31 @@ impl Runtime {
         self.inner.clock.now()
     }
 
-    /// The configuration of a bot; unknown ids fall back to the default bot.
-    pub fn bot_config(&self, bot_id: &str) -> &BotConfig {
-        self.inner
-            .config
-            .bot(bot_id)
-            .unwrap_or(&self.inner.config.bot)
+    /// The live settings of a bot; unknown ids fall back to the default bot.
+    pub fn bot_config(&self, bot_id: &str) -> Arc<BotConfig> {
+        let bots = self.inner.bots.read().unwrap_or_else(|e| e.into_inner());
+        bots.get(bot_id)
+            .or_else(|| bots.get(DEFAULT_BOT))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether a bot with this id exists.
+    pub fn has_bot(&self, bot_id: &str) -> bool {
+        let bots = self.inner.bots.read().unwrap_or_else(|e| e.into_inner());
+        bots.contains_key(bot_id)
+    }
+
+    /// Every bot with its live settings, by id.
+    pub fn bots(&self) -> Vec<(String, Arc<BotConfig>)> {
+        let bots = self.inner.bots.read().unwrap_or_else(|e| e.into_inner());
+        bots.iter().map(|(id, b)| (id.clone(), b.clone())).collect()
+    }
+
+    /// Replaces a bot's live settings (the caller has saved them).
+    pub(crate) fn set_bot_config(&self, bot_id: &str, bot: BotConfig) {
+        let mut bots = self.inner.bots.write().unwrap_or_else(|e| e.into_inner());
+        bots.insert(bot_id.to_owned(), Arc::new(bot));
     }
 
     pub fn register_channel(&self, channel: Arc<dyn Channel>) {
@@ -196,7 +224,7 @@ impl Runtime {
     /// Creates a conversation in `bot` status, records `conversation.started`
     /// and lets the bot greet.
     pub async fn start_conversation(&self, start: StartConversation) -> Result<Conversation> {
-        if self.inner.config.bot(&start.bot_id).is_none() {
+        if !self.has_bot(&start.bot_id) {
             return Err(Error::NotFound("bot"));
         }
         let now = self.now();
@@ -271,7 +299,8 @@ impl Runtime {
     }
 
     async fn request_human(&self, conv: Conversation) -> Result<Conversation> {
-        let handover = &self.bot_config(&conv.bot_id).handover;
+        let bot = self.bot_config(&conv.bot_id);
+        let handover = &bot.handover;
         if !handover.enabled {
             return Err(Error::Invalid(
                 "hand-over to a human is switched off for this bot".into(),
@@ -288,6 +317,66 @@ impl Runtime {
                     .await
             }
         }
+    }
+
+    /// The leave-a-message form: the visitor's address (and name) go on the
+    /// contact, the conversation joins the team's queue, and the text is stored
+    /// there for whoever picks it up.
+    pub async fn leave_message(
+        &self,
+        conversation_id: &str,
+        name: Option<&str>,
+        email: &str,
+        text: Option<String>,
+    ) -> Result<Conversation> {
+        let limit = self.inner.config.limits.max_message_bytes;
+        if text.as_ref().is_some_and(|t| t.len() > limit) {
+            return Err(Error::TooLarge { limit });
+        }
+        let conv = self.conversation(conversation_id).await?;
+        self.inner
+            .store
+            .update_contact(&conv.contact.id, name, Some(email), None)
+            .await?;
+        let conv = self
+            .request_human(self.conversation(conversation_id).await?)
+            .await?;
+        if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+            self.store_visitor_message(&conv.id, NewMessage::text(SenderKind::Visitor, text))
+                .await?;
+        }
+        self.conversation(conversation_id).await
+    }
+
+    /// Replaces a conversation's tags (trimmed, lower-cased, de-duplicated).
+    pub async fn set_tags(&self, conversation_id: &str, tags: &[String]) -> Result<Conversation> {
+        let mut clean: Vec<String> = Vec::new();
+        for tag in tags {
+            let tag = tag.trim().to_lowercase();
+            if tag.is_empty() || tag.chars().count() > 50 {
+                return Err(Error::Invalid("each tag must be 1 to 50 characters".into()));
+            }
+            if !clean.contains(&tag) {
+                clean.push(tag);
+            }
+        }
+        if clean.len() > 50 {
+            return Err(Error::Invalid("at most 50 tags per conversation".into()));
+        }
+        self.conversation(conversation_id).await?;
+        let mut tx = self.inner.store.begin().await?;
+        tx.set_tags(conversation_id, &clean).await?;
+        tx.commit().await?;
+        self.conversation(conversation_id).await
+    }
+
+    /// Whether some agent who may answer is online: the widget offers a
+    /// leave-a-message form when nobody is.
+    pub async fn agents_available(&self) -> Result<bool> {
+        let users = self.inner.store.list_users().await?;
+        Ok(users
+            .iter()
+            .any(|u| u.role.may_respond() && u.presence == baton_model::Presence::Online))
     }
 
     /// Stores a visitor message (once, however often it is resent), reopens a
@@ -661,7 +750,7 @@ impl Runtime {
         let mut out = vec![];
         for effect in effects {
             if let Effect::Notify(notice) = effect {
-                let text = notice_text(self.bot_config(&conv.bot_id), notice);
+                let text = notice_text(&self.bot_config(&conv.bot_id), notice);
                 out.push(
                     tx.append_message(&conv.id, &NewMessage::text(SenderKind::System, text), now)
                         .await?,

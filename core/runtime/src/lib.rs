@@ -19,6 +19,7 @@ pub mod bus;
 mod clock;
 pub mod config;
 mod engine;
+mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod webhooks;

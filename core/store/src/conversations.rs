@@ -152,6 +152,33 @@ impl Store {
         rows.iter().map(rows::conversation).collect()
     }
 
+    /// The newest message of each of these conversations (notes included),
+    /// for list previews; one query however many there are.
+    pub async fn last_messages(&self, conversation_ids: &[String]) -> Result<Vec<Message>> {
+        if conversation_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let placeholders: Vec<String> = (1..=conversation_ids.len())
+            .map(|i| format!("${i}"))
+            .collect();
+        let columns: Vec<String> = MESSAGE_COLUMNS
+            .split(',')
+            .map(|c| format!("m.{}", c.trim()))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM messages m JOIN conversations c \
+             ON m.conversation_id = c.id AND m.seq = c.last_seq WHERE c.id IN ({})",
+            columns.join(", "),
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for id in conversation_ids {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(rows::message).collect()
+    }
+
     /// Messages with `seq > after`, oldest first.
     pub async fn messages(
         &self,
@@ -173,6 +200,28 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(rows::message).collect()
+    }
+
+    /// Records what a contact told us about themselves (a leave-a-message form,
+    /// the contact collector); `None` keeps the current value.
+    pub async fn update_contact(
+        &self,
+        contact_id: &str,
+        name: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE contacts SET name = COALESCE($1, name), email = COALESCE($2, email), \
+             phone = COALESCE($3, phone) WHERE id = $4",
+        )
+        .bind(name)
+        .bind(email)
+        .bind(phone)
+        .bind(contact_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Marks a conversation read by staff.

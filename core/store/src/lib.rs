@@ -16,6 +16,7 @@
 mod conversations;
 mod events;
 mod rows;
+mod settings;
 mod users;
 mod webhooks;
 

@@ -119,6 +119,24 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// Changes a user's role and/or name; `None` keeps the current value.
+    pub async fn update_user(
+        &self,
+        user_id: &str,
+        role: Option<Role>,
+        name: Option<&str>,
+    ) -> Result<Option<User>> {
+        sqlx::query(
+            "UPDATE users SET role = COALESCE($1, role), name = COALESCE($2, name) WHERE id = $3",
+        )
+        .bind(role.map(|r| r.as_str()))
+        .bind(name)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        self.user(user_id).await
+    }
+
     pub async fn set_presence(&self, user_id: &str, presence: Presence) -> Result<()> {
         sqlx::query("UPDATE users SET presence = $1 WHERE id = $2")
             .bind(presence.as_str())

@@ -10,11 +10,13 @@
 //! error goes out as `{"error": {"code", "message"}}` and none leaks internals.
 
 mod admin;
+mod assets;
 mod auth;
 mod error;
 mod events;
 mod extract;
 mod metrics;
+mod settings;
 mod staff;
 mod widget;
 
@@ -25,8 +27,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, patch, post, put};
 use baton_runtime::Runtime;
 use governor::clock::DefaultClock;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -55,6 +57,7 @@ struct StateInner {
     /// Typing notices: fleeting, so they skip the outbox.
     typing: broadcast::Sender<events::Typing>,
     secure_cookies: bool,
+    plugins_dir: Option<std::path::PathBuf>,
 }
 
 /// Options the binary sets on the web layer.
@@ -62,6 +65,8 @@ struct StateInner {
 pub struct WebOptions {
     /// Mark cookies `Secure` (serve behind HTTPS).
     pub secure_cookies: bool,
+    /// Where plugins are installed (`BATON_PLUGINS_DIR`), listed on the admin page.
+    pub plugins_dir: Option<std::path::PathBuf>,
 }
 
 impl AppState {
@@ -94,6 +99,7 @@ impl AppState {
                 ),
                 typing,
                 secure_cookies: options.secure_cookies,
+                plugins_dir: options.plugins_dir,
                 runtime,
             }),
         }
@@ -119,20 +125,31 @@ impl AppState {
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let max_body = state.runtime().config().limits.max_body_bytes;
-    let api = Router::new()
-        .route("/widget/sessions", post(widget::create_session))
+    // Visitor endpoints answer any origin (see `observe`): the widget runs on other sites.
+    let widget = Router::new()
+        .route("/config", get(widget::config))
+        .route("/sessions", post(widget::create_session))
         .route(
-            "/widget/messages",
+            "/messages",
             get(widget::list_messages).post(widget::post_message),
         )
-        .route("/widget/actions", post(widget::post_action))
-        .route("/widget/ws", get(widget::ws))
+        .route("/actions", post(widget::post_action))
+        .route("/contact", post(widget::leave_message))
+        .route("/ws", get(widget::ws));
+    let api = Router::new()
+        .nest("/widget", widget)
         .route("/auth/login", post(staff::login))
         .route("/auth/logout", post(staff::logout))
         .route("/me", get(staff::me))
         .route("/me/presence", put(staff::set_presence))
         .route("/tokens", post(staff::create_token))
         .route("/users", get(staff::list_users).post(staff::create_user))
+        .route("/users/{id}", patch(staff::update_user))
+        .route("/agents", get(staff::list_agents))
+        .route("/bots", get(settings::list_bots))
+        .route("/bots/{id}", put(settings::update_bot))
+        .route("/channels", get(settings::list_channels))
+        .route("/plugins", get(settings::list_plugins))
         .route("/conversations", get(staff::list_conversations))
         .route("/conversations/{id}", get(staff::get_conversation))
         .route("/conversations/{id}/claim", post(staff::claim))
@@ -143,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route("/conversations/{id}/escalate", post(staff::escalate))
         .route("/conversations/{id}/transfer", post(staff::transfer))
         .route("/conversations/{id}/typing", post(staff::typing))
+        .route("/conversations/{id}/tags", put(staff::set_tags))
         .route("/events", get(events::stream))
         .route(
             "/webhooks",
@@ -163,7 +181,11 @@ pub fn router(state: AppState) -> Router {
     }
 
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(assets::landing))
+        .route("/widget.js", get(assets::widget_script))
+        .route("/chat/{bot}", get(assets::chat_page))
+        .route("/inbox", get(assets::inbox_page))
+        .route("/assets/{file}", get(assets::asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", api.nest("/channels", channels.with_state(())))
@@ -176,7 +198,16 @@ pub fn router(state: AppState) -> Router {
 
 /// Counts requests and sets the security headers every response carries.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let mut response = next.run(req).await;
+    let widget = req.uri().path().starts_with("/api/v1/widget/");
+    let preflight = widget && req.method() == axum::http::Method::OPTIONS;
+    let mut response = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(req).await
+    };
+    if widget {
+        widget_cors(preflight, &mut response);
+    }
     state.metrics().http_response(response.status().as_u16());
     let headers = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, k, v: &'static str| {
@@ -191,6 +222,30 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::REFERRER_POLICY, "no-referrer");
     response
+}
+
+/// CORS for the visitor endpoints: any origin, bearer tokens only (no cookies).
+/// Answered here, before routing, so that preflights never meet a 405.
+fn widget_cors(preflight: bool, response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    if preflight {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -213,10 +268,6 @@ async fn openapi() -> Response {
         include_str!("../openapi.json"),
     )
         .into_response()
-}
-
-async fn landing() -> Html<&'static str> {
-    Html(include_str!("../assets/landing.html"))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

@@ -191,6 +191,97 @@ pub async fn list_users(State(state): State<AppState>, staff: Staff) -> ApiResul
     ))
 }
 
+/// `GET /api/v1/agents`: who can take a conversation, for transfer pickers.
+pub async fn list_agents(State(state): State<AppState>, _staff: Staff) -> ApiResult<Json<Value>> {
+    let users = state.runtime().store().list_users().await?;
+    let agents: Vec<Value> = users
+        .iter()
+        .filter(|u| u.role.may_respond())
+        .map(|u| json!({"id": u.id, "name": u.name, "role": u.role, "presence": u.presence}))
+        .collect();
+    Ok(Json(json!({ "agents": agents })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUserBody {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `PATCH /api/v1/users/{id}`: change a role or a name.
+pub async fn update_user(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Body(body): Body<UpdateUserBody>,
+) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let target = state
+        .runtime()
+        .store()
+        .user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let role = body.role.as_deref().map(role_from).transpose()?;
+    let touches_owner = target.role == Role::Owner || role == Some(Role::Owner);
+    if touches_owner && role.is_some_and(|r| r != target.role) && staff.user.role != Role::Owner {
+        return Err(ApiError::forbidden(
+            "only an owner may make or unmake an owner",
+        ));
+    }
+    if target.role == Role::Owner && role.is_some_and(|r| r != Role::Owner) {
+        let owners = state
+            .runtime()
+            .store()
+            .list_users()
+            .await?
+            .iter()
+            .filter(|u| u.role == Role::Owner)
+            .count();
+        if owners <= 1 {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_owner",
+                "this is the last owner; make someone else an owner first",
+            ));
+        }
+    }
+    let name = match body.name.as_deref().map(str::trim) {
+        Some(n) if n.is_empty() || n.chars().count() > 100 => {
+            return Err(ApiError::invalid("name must be 1 to 100 characters"));
+        }
+        other => other,
+    };
+    let user = state
+        .runtime()
+        .store()
+        .update_user(&id, role, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(Json(json!({"user": user_json(&user)})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    tags: Vec<String>,
+}
+
+/// `PUT /api/v1/conversations/{id}/tags`.
+pub async fn set_tags(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Body(body): Body<TagsBody>,
+) -> ApiResult<Json<Value>> {
+    staff.require_responder()?;
+    let conv = state.runtime().set_tags(&id, &body.tags).await?;
+    Ok(conversation_json(&conv))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewUserBody {
@@ -286,10 +377,25 @@ pub async fn list_conversations(
         exclude_bot: false,
         limit: q.limit.unwrap_or(200),
     };
-    let conversations = state.runtime().store().list_conversations(&filter).await?;
-    Ok(Json(json!({
-        "conversations": conversations.iter().map(ConversationView::from).collect::<Vec<_>>()
-    })))
+    let store = state.runtime().store();
+    let conversations = store.list_conversations(&filter).await?;
+    let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
+    let mut last: std::collections::HashMap<String, MessageView> = store
+        .last_messages(&ids)
+        .await?
+        .iter()
+        .map(|m| (m.conversation_id.clone(), MessageView::from(m)))
+        .collect();
+    let listed: Vec<Value> = conversations
+        .iter()
+        .map(|c| {
+            let mut view = json!(ConversationView::from(c));
+            // A preview for the list: the newest message, notes included.
+            view["last_message"] = json!(last.remove(&c.id));
+            view
+        })
+        .collect();
+    Ok(Json(json!({ "conversations": listed })))
 }
 
 pub async fn get_conversation(

@@ -69,7 +69,7 @@ pub async fn create_session(
     AppState::check_rate(&state.inner.ip_limiter, format!("ip:{ip}"))?;
     let body = body.0;
     let bot = body.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
-    if state.runtime().config().bot(&bot).is_none() {
+    if !state.runtime().has_bot(&bot) {
         return Err(ApiError::not_found(&format!(
             "bot `{}`",
             bot.chars().take(64).collect::<String>()
@@ -110,6 +110,78 @@ pub async fn create_session(
         })),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigQuery {
+    #[serde(default)]
+    bot: Option<String>,
+}
+
+/// `GET /api/v1/widget/config?bot=`: what the widget shows before and around a
+/// hand-over (no token needed: it is the same for every visitor).
+pub async fn config(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Q(q): Q<ConfigQuery>,
+) -> ApiResult<Json<Value>> {
+    AppState::check_rate(&state.inner.ip_limiter, format!("ip:{ip}"))?;
+    let bot_id = q.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
+    if !state.runtime().has_bot(&bot_id) {
+        return Err(ApiError::not_found(&format!(
+            "bot `{}`",
+            bot_id.chars().take(64).collect::<String>()
+        )));
+    }
+    let bot = state.runtime().bot_config(&bot_id);
+    let available = state.runtime().agents_available().await?;
+    Ok(Json(json!({
+        "bot": {"id": bot_id, "name": bot.name, "greeting": bot.greeting},
+        "handover": {
+            "enabled": bot.handover.enabled,
+            "request_button_after": bot.handover.request_button_after,
+            "available": available,
+            "offline_message": bot.handover.offline_message,
+        },
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    email: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// `POST /api/v1/widget/contact`: the leave-a-message form.
+pub async fn leave_message(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Body(body): Body<ContactBody>,
+) -> ApiResult<Json<Value>> {
+    AppState::check_rate(
+        &state.inner.widget_limiter,
+        format!("conv:{}", visitor.conversation.id),
+    )?;
+    let email = body.email.trim().to_owned();
+    if email.chars().count() > 254 || !valid_email(&email) {
+        return Err(ApiError::invalid(format!(
+            "`{}` is not an email address",
+            email.chars().take(254).collect::<String>()
+        )));
+    }
+    let name = clean(body.name, "name", 200)?;
+    let conversation = state
+        .runtime()
+        .leave_message(&visitor.conversation.id, name.as_deref(), &email, body.text)
+        .await?;
+    Ok(Json(
+        json!({ "conversation": ConversationView::from(&conversation) }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,9 @@
 //! (as `.ci/run` does), on PostgreSQL too.
 
 mod bad_input;
+mod browser;
 mod flow;
 mod nodes;
+mod pages;
 mod store_suite;
 mod webhooks;

@@ -1,0 +1,117 @@
+//! Bot settings changed at run time: the admin's changes are kept as a JSON
+//! patch per bot over `baton.toml`, so a later edit of the file still shows
+//! through for every field the admin never touched.
+
+use crate::config::BotConfig;
+use crate::{Error, Result, Runtime};
+use serde_json::Value;
+use tracing::warn;
+
+/// Merges `patch` into `target`: objects key by key, anything else replaced.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// `base` with `patch` on top, checked against the settings' shape.
+pub fn patched(base: &BotConfig, patch: &Value) -> Result<BotConfig> {
+    let mut value = serde_json::to_value(base)
+        .map_err(|e| Error::Invalid(format!("cannot represent bot settings: {e}")))?;
+    merge(&mut value, patch);
+    serde_json::from_value(value).map_err(|e| Error::Invalid(format!("invalid bot settings: {e}")))
+}
+
+impl Runtime {
+    /// Applies the saved admin changes on top of `baton.toml`. A saved patch
+    /// that no longer fits (a setting was renamed) is reported and skipped.
+    pub async fn load_bot_settings(&self) -> Result<()> {
+        for (bot_id, json) in self.store().bot_settings().await? {
+            let Some(base) = self.file_bot_config(&bot_id) else {
+                warn!(%bot_id, "saved settings for a bot that baton.toml no longer has; ignored");
+                continue;
+            };
+            let patch: Value = match serde_json::from_str(&json) {
+                Ok(p) => p,
+                Err(e) => {
+                    warn!(%bot_id, error = %e, "saved bot settings are not JSON; ignored");
+                    continue;
+                }
+            };
+            match patched(&base, &patch) {
+                Ok(bot) => self.set_bot_config(&bot_id, bot),
+                Err(e) => warn!(%bot_id, error = %e, "saved bot settings no longer apply; ignored"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes a bot's settings: `patch` is a partial settings object, merged
+    /// into what was saved before, checked, stored, and then live.
+    pub async fn update_bot(&self, bot_id: &str, patch: &Value) -> Result<BotConfig> {
+        let base = self.file_bot_config(bot_id).ok_or(Error::NotFound("bot"))?;
+        if !patch.is_object() {
+            return Err(Error::Invalid("bot settings must be a JSON object".into()));
+        }
+        let mut saved = self
+            .store()
+            .bot_settings()
+            .await?
+            .into_iter()
+            .find(|(id, _)| id == bot_id)
+            .and_then(|(_, json)| serde_json::from_str::<Value>(&json).ok())
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        merge(&mut saved, patch);
+        let bot = patched(&base, &saved)?;
+        self.store()
+            .save_bot_settings(bot_id, &saved.to_string(), self.now())
+            .await?;
+        self.set_bot_config(bot_id, bot.clone());
+        Ok(bot)
+    }
+
+    fn file_bot_config(&self, bot_id: &str) -> Option<BotConfig> {
+        self.config().bot(bot_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let base = BotConfig::default();
+        let bot = patched(
+            &base,
+            &json!({"name": "Ada", "handover": {"request_button_after": 3}}),
+        )
+        .unwrap();
+        assert_eq!(bot.name, "Ada");
+        assert_eq!(bot.handover.request_button_after, 3);
+        assert_eq!(bot.greeting, base.greeting);
+        assert_eq!(bot.handover.online_message, base.handover.online_message);
+    }
+
+    #[test]
+    fn a_patch_of_the_wrong_shape_is_refused() {
+        let base = BotConfig::default();
+        assert!(patched(&base, &json!({"handover": {"enabled": "yes"}})).is_err());
+        assert!(patched(&base, &json!({"no_such_setting": 1})).is_err());
+    }
+
+    #[test]
+    fn durations_survive_the_round_trip() {
+        let base = BotConfig::default();
+        let bot = patched(&base, &json!({"handover": {"pause_bot_for": "15m"}})).unwrap();
+        assert_eq!(bot.handover.pause_bot_for.as_secs(), 900);
+        let again = patched(&bot, &json!({})).unwrap();
+        assert_eq!(again.handover.pause_bot_for.as_secs(), 900);
+    }
+}

@@ -1,0 +1,222 @@
+//! The admin pages' data: bot settings, channels and installed plugins.
+
+use crate::AppState;
+use crate::auth::Staff;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Body;
+use axum::Json;
+use axum::extract::{Path, State};
+use baton_model::ChannelKind;
+use baton_runtime::config::BotConfig;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+fn bot_json(id: &str, bot: &BotConfig) -> Value {
+    let h = &bot.handover;
+    json!({
+        "id": id,
+        "name": bot.name,
+        "greeting": bot.greeting,
+        "handover": {
+            "enabled": h.enabled,
+            "monitoring": h.monitoring,
+            "request_button_after": h.request_button_after,
+            "pause_bot_for_seconds": h.pause_bot_for.as_secs(),
+            "online_message": h.online_message,
+            "offline_message": h.offline_message,
+        },
+    })
+}
+
+pub async fn list_bots(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let bots: Vec<Value> = state
+        .runtime()
+        .bots()
+        .iter()
+        .map(|(id, bot)| bot_json(id, bot))
+        .collect();
+    Ok(Json(json!({ "bots": bots })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BotBody {
+    /// Ignored when present (the path names the bot), so a GET body can be sent back.
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    greeting: Option<String>,
+    #[serde(default)]
+    handover: Option<HandoverBody>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HandoverBody {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    monitoring: Option<bool>,
+    #[serde(default)]
+    request_button_after: Option<u32>,
+    #[serde(default)]
+    pause_bot_for_seconds: Option<u64>,
+    #[serde(default)]
+    online_message: Option<String>,
+    #[serde(default)]
+    offline_message: Option<String>,
+}
+
+fn text(
+    value: Option<String>,
+    field: &str,
+    max: usize,
+    patch: &mut Map<String, Value>,
+) -> ApiResult<()> {
+    if let Some(v) = value {
+        let v = v.trim().to_owned();
+        if v.chars().count() > max {
+            return Err(ApiError::invalid(format!(
+                "{field} must be at most {max} characters"
+            )));
+        }
+        patch.insert(
+            field.rsplit('.').next().unwrap_or(field).to_owned(),
+            json!(v),
+        );
+    }
+    Ok(())
+}
+
+/// `PUT /api/v1/bots/{id}`: changes what is given, keeps the rest.
+pub async fn update_bot(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Body(body): Body<BotBody>,
+) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let _ = body.id;
+    let mut patch = Map::new();
+    if let Some(name) = &body.name
+        && name.trim().is_empty()
+    {
+        return Err(ApiError::invalid("name must not be empty"));
+    }
+    text(body.name, "name", 100, &mut patch)?;
+    text(body.greeting, "greeting", 2000, &mut patch)?;
+    if let Some(h) = body.handover {
+        let mut hp = Map::new();
+        if let Some(v) = h.enabled {
+            hp.insert("enabled".into(), json!(v));
+        }
+        if let Some(v) = h.monitoring {
+            hp.insert("monitoring".into(), json!(v));
+        }
+        if let Some(v) = h.request_button_after {
+            if v > 100 {
+                return Err(ApiError::invalid(
+                    "handover.request_button_after must be at most 100",
+                ));
+            }
+            hp.insert("request_button_after".into(), json!(v));
+        }
+        if let Some(v) = h.pause_bot_for_seconds {
+            if v > 30 * 86_400 {
+                return Err(ApiError::invalid(
+                    "handover.pause_bot_for_seconds must be at most 30 days",
+                ));
+            }
+            hp.insert("pause_bot_for".into(), json!(v));
+        }
+        text(h.online_message, "handover.online_message", 2000, &mut hp)?;
+        text(h.offline_message, "handover.offline_message", 2000, &mut hp)?;
+        patch.insert("handover".into(), Value::Object(hp));
+    }
+    let bot = state
+        .runtime()
+        .update_bot(&id, &Value::Object(patch))
+        .await?;
+    Ok(Json(json!({ "bot": bot_json(&id, &bot) })))
+}
+
+/// `GET /api/v1/channels`: every channel Baton knows, and whether it is on.
+pub async fn list_channels(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let on: Vec<ChannelKind> = state
+        .runtime()
+        .channels()
+        .iter()
+        .map(|c| c.kind())
+        .collect();
+    let channels: Vec<Value> = ChannelKind::ALL
+        .iter()
+        .map(|kind| {
+            let enabled = on.contains(kind);
+            let detail = match (kind, enabled) {
+                (ChannelKind::Web, true) => {
+                    "Chat widget: embed /widget.js on your site, or link to /chat/<bot>".to_owned()
+                }
+                (_, true) => format!("Configured under [channels.{kind}] in baton.toml"),
+                (_, false) => "Not available in this build yet".to_owned(),
+            };
+            json!({"kind": kind, "enabled": enabled, "detail": detail})
+        })
+        .collect();
+    Ok(Json(json!({ "channels": channels })))
+}
+
+/// `GET /api/v1/plugins`: the plugins folder's contents as found on disk.
+/// Until the plugin host lands nothing runs, and every entry says so.
+pub async fn list_plugins(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let dir = state.inner.plugins_dir.clone();
+    let plugins = match dir {
+        Some(dir) => tokio::task::spawn_blocking(move || scan_plugins(&dir))
+            .await
+            .map_err(|_| ApiError::internal())?,
+        None => vec![],
+    };
+    Ok(Json(json!({
+        "plugins": plugins,
+        "dir": state.inner.plugins_dir.as_ref().map(|d| d.display().to_string()),
+    })))
+}
+
+fn scan_plugins(dir: &std::path::Path) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut found: Vec<Value> = entries
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|entry| {
+            let folder = entry.file_name().to_string_lossy().into_owned();
+            let manifest = entry.path().join("plugin.toml");
+            let parsed = std::fs::read_to_string(&manifest)
+                .map_err(|e| format!("no readable plugin.toml: {e}"))
+                .and_then(|t| t.parse::<toml::Table>().map_err(|e| format!("plugin.toml: {e}")));
+            match parsed {
+                Ok(m) => {
+                    let field = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
+                    let id = Some(field("id")).filter(|s| !s.is_empty()).unwrap_or(folder);
+                    json!({
+                        "id": id,
+                        "version": field("version"),
+                        "world": field("world"),
+                        "state": "installed",
+                        "detail": "found in the plugins folder; this build has no plugin host to run it yet",
+                    })
+                }
+                Err(e) => json!({
+                    "id": folder, "version": "", "world": "", "state": "invalid", "detail": e,
+                }),
+            }
+        })
+        .collect();
+    found.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    found
+}
