@@ -291,8 +291,10 @@ async fn serve(common: &Common) -> Result<()> {
     if store.count_users().await.context("cannot count users")? == 0 {
         warn!(
             "no staff accounts yet. Create the first one with:\n  \
-             echo 'a long password' | cargo run --release -- user add --email you@example.com \
-             --name You --role owner --password-stdin\n  then sign in at http://{addr}/inbox"
+             echo 'a long password' | baton user add --email you@example.com \
+             --name 'Sam Rivera' --role owner --password-stdin\n  \
+             (from the source tree: cargo run --release -- user add ...)\n  \
+             then sign in at http://{addr}/inbox"
         );
     }
     let listener = tokio::net::TcpListener::bind(addr)

@@ -32,6 +32,12 @@ pub struct StartConversation {
     pub visitor_token_hash: Option<String>,
 }
 
+/// How long a staff member counts as present after the last sign of life.
+/// An open inbox sends one at least every [`PRESENCE_HEARTBEAT_MS`].
+pub const PRESENCE_TIMEOUT_MS: i64 = 90_000;
+/// How often an open inbox stream marks its user as present.
+pub const PRESENCE_HEARTBEAT_MS: i64 = 30_000;
+
 /// The engine. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Runtime {
@@ -374,9 +380,23 @@ impl Runtime {
     /// leave-a-message form when nobody is.
     pub async fn agents_available(&self) -> Result<bool> {
         let users = self.inner.store.list_users().await?;
-        Ok(users
-            .iter()
-            .any(|u| u.role.may_respond() && u.presence == baton_model::Presence::Online))
+        Ok(users.iter().any(|u| {
+            u.role.may_respond() && self.effective_presence(u) == baton_model::Presence::Online
+        }))
+    }
+
+    /// A staff member's presence as visitors should see it: what they chose,
+    /// but `offline` once nothing has been heard from them for
+    /// [`PRESENCE_TIMEOUT_MS`] (a closed laptop does not sign out).
+    pub fn effective_presence(&self, user: &baton_store::User) -> baton_model::Presence {
+        let fresh = user
+            .last_seen_at
+            .is_some_and(|seen| self.now().since(seen) <= PRESENCE_TIMEOUT_MS);
+        if fresh {
+            user.presence
+        } else {
+            baton_model::Presence::Offline
+        }
     }
 
     /// Stores a visitor message (once, however often it is resent), reopens a
@@ -750,7 +770,13 @@ impl Runtime {
         let mut out = vec![];
         for effect in effects {
             if let Effect::Notify(notice) = effect {
-                let text = notice_text(&self.bot_config(&conv.bot_id), notice);
+                let bot = self.bot_config(&conv.bot_id);
+                // Nobody to hand over to: say so, rather than promise someone.
+                let text = if *notice == Notice::Escalated && !self.agents_available().await? {
+                    bot.handover.offline_message.clone()
+                } else {
+                    notice_text(&bot, notice)
+                };
                 out.push(
                     tx.append_message(&conv.id, &NewMessage::text(SenderKind::System, text), now)
                         .await?,

@@ -28,7 +28,9 @@ pub use bot::{Bot, BotMessage, BotReply, BotTurn, StandInBot};
 pub use bus::EventBus;
 pub use clock::Clock;
 pub use config::Config;
-pub use engine::{Runtime, StartConversation, notice_text};
+pub use engine::{
+    PRESENCE_HEARTBEAT_MS, PRESENCE_TIMEOUT_MS, Runtime, StartConversation, notice_text,
+};
 
 /// The id of the bot configured by `[bot]`.
 pub const DEFAULT_BOT: &str = "default";

@@ -152,28 +152,29 @@ impl Store {
         rows.iter().map(rows::conversation).collect()
     }
 
-    /// The newest message of each of these conversations (notes included),
-    /// for list previews; one query however many there are.
-    pub async fn last_messages(&self, conversation_ids: &[String]) -> Result<Vec<Message>> {
-        if conversation_ids.is_empty() {
+    /// The messages at these `(conversation id, seq)` places, for list
+    /// previews of the newest message (notes included); one query for all.
+    /// Asking by seq keeps each preview true to the listed snapshot.
+    pub async fn messages_at(&self, places: &[(String, i64)]) -> Result<Vec<Message>> {
+        if places.is_empty() {
             return Ok(vec![]);
         }
-        let placeholders: Vec<String> = (1..=conversation_ids.len())
-            .map(|i| format!("${i}"))
-            .collect();
-        let columns: Vec<String> = MESSAGE_COLUMNS
-            .split(',')
-            .map(|c| format!("m.{}", c.trim()))
+        let clauses: Vec<String> = (0..places.len())
+            .map(|i| {
+                format!(
+                    "(conversation_id = ${} AND seq = ${})",
+                    2 * i + 1,
+                    2 * i + 2
+                )
+            })
             .collect();
         let sql = format!(
-            "SELECT {} FROM messages m JOIN conversations c \
-             ON m.conversation_id = c.id AND m.seq = c.last_seq WHERE c.id IN ({})",
-            columns.join(", "),
-            placeholders.join(", ")
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {}",
+            clauses.join(" OR ")
         );
         let mut query = sqlx::query(AssertSqlSafe(sql));
-        for id in conversation_ids {
-            query = query.bind(id);
+        for (id, seq) in places {
+            query = query.bind(id).bind(*seq);
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(rows::message).collect()

@@ -14,6 +14,8 @@ pub struct User {
     pub name: String,
     pub role: Role,
     pub presence: Presence,
+    /// The last request or inbox heartbeat; `None` before the first.
+    pub last_seen_at: Option<Timestamp>,
     pub password_hash: String,
     pub created_at: Timestamp,
 }
@@ -41,7 +43,8 @@ pub struct ApiToken {
     pub created_at: Timestamp,
 }
 
-const USER_COLUMNS: &str = "id, email, name, role, presence, password_hash, created_at";
+const USER_COLUMNS: &str =
+    "id, email, name, role, presence, last_seen_at, password_hash, created_at";
 
 fn user(row: &AnyRow) -> Result<User> {
     let role: String = row.try_get("role")?;
@@ -52,6 +55,9 @@ fn user(row: &AnyRow) -> Result<User> {
         name: row.try_get("name")?,
         role: parse(&role, "user role")?,
         presence: parse(&presence, "user presence")?,
+        last_seen_at: row
+            .try_get::<Option<i64>, _>("last_seen_at")?
+            .map(Timestamp),
         password_hash: row.try_get("password_hash")?,
         created_at: Timestamp(row.try_get("created_at")?),
     })
@@ -137,6 +143,16 @@ impl Store {
         self.user(user_id).await
     }
 
+    /// Records that a staff member is here now.
+    pub async fn touch_user(&self, user_id: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
+            .bind(now.millis())
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_presence(&self, user_id: &str, presence: Presence) -> Result<()> {
         sqlx::query("UPDATE users SET presence = $1 WHERE id = $2")
             .bind(presence.as_str())
@@ -171,7 +187,7 @@ impl Store {
     /// The live session for a token hash, if it has not expired.
     pub async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
         let row = sqlx::query(
-            "SELECT s.csrf_token, s.expires_at, u.id, u.email, u.name, u.role, u.presence, \
+            "SELECT s.csrf_token, s.expires_at, u.id, u.email, u.name, u.role, u.presence, u.last_seen_at, \
                     u.password_hash, u.created_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2",
@@ -226,7 +242,8 @@ impl Store {
     /// The user an API token belongs to.
     pub async fn user_by_api_token(&self, token_hash: &str) -> Result<Option<User>> {
         let row = sqlx::query(
-            "SELECT u.id, u.email, u.name, u.role, u.presence, u.password_hash, u.created_at \
+            "SELECT u.id, u.email, u.name, u.role, u.presence, u.last_seen_at, u.password_hash, \
+             u.created_at \
              FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)

@@ -810,7 +810,10 @@
       if (r.status === 'fulfilled') {
         const list = (r.value && r.value.conversations) || [];
         S.capped[st] = list.length >= LIST_LIMIT;
-        for (const c of list) next.set(c.id, c);
+        for (const c of list) {
+          next.set(c.id, c);
+          if (c.last_message) setPreview(c.id, c.last_message);
+        }
       } else {
         failed = r.reason;
         // Keep what we had for a status that failed to load.
@@ -2223,7 +2226,7 @@
     const form = h('form', { class: 'card card--pad form-card', novalidate: true },
       h('h2', { class: 'card-title', text: 'Add a user' }),
       h('div', { class: 'form-grid' },
-        field('Name', name), field('Email', email), field('Password', password, 'They can change it later.'),
+        field('Name', name), field('Email', email), field('Password', password, 'At least 8 characters. Share it with them privately.'),
         field('Role', role, 'Responders claim and reply; viewers only read; admins also manage settings.')),
       err,
       h('div', { class: 'form-actions' }, h('button', { class: 'btn btn-ghost', type: 'button', text: 'Cancel', onclick: onCancel }), submit));
@@ -2330,10 +2333,16 @@
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       err.hidden = true;
+      const blank = (input) => input.value.trim() === '';
       const rba = Number(f.request_button_after.value);
       const pause = Number(f.pause_bot_for_seconds.value);
-      if (!Number.isInteger(rba) || rba < 0 || !Number.isInteger(pause) || pause < 0) {
-        err.textContent = 'Counts and seconds must be whole numbers, 0 or more.';
+      if (blank(f.request_button_after) || !Number.isInteger(rba) || rba < 0 || rba > 100) {
+        err.textContent = '"Show Talk to a human after" must be a whole number from 0 to 100.';
+        err.hidden = false;
+        return;
+      }
+      if (blank(f.pause_bot_for_seconds) || !Number.isInteger(pause) || pause < 0 || pause > 30 * 86400) {
+        err.textContent = 'The bot pause must be a whole number of seconds, from 0 to 2592000 (30 days).';
         err.hidden = false;
         return;
       }

@@ -800,6 +800,10 @@
       active: 'Live chat with our team',
       resolved: 'Typically replies instantly',
     };
+    const ho = handover();
+    // Nobody online: the conversation waits for the team's answer later.
+    const offline = st === 'waiting' && ho && ho.available === false;
+    if (offline) subtitles.waiting = 'The team is away right now';
     subtitleText.textContent = subtitles[st] || subtitles.bot;
     root.setAttribute('data-status', st);
 
@@ -837,11 +841,12 @@
 
     // Waiting banner.
     if (st === 'waiting') {
-      const text =
-        'Waiting for a human' +
-        (typeof S.queuePosition === 'number' && S.queuePosition > 0
-          ? ` · You are #${S.queuePosition} in the queue`
-          : '');
+      const text = offline
+        ? 'Nobody is available right now \u00b7 We\u2019ll answer your message later'
+        : 'Waiting for a human' +
+          (typeof S.queuePosition === 'number' && S.queuePosition > 0
+            ? ` · You are #${S.queuePosition} in the queue`
+            : '');
       if (!waitingBanner) {
         waitingBanner = h(
           'div',
@@ -858,8 +863,6 @@
     }
 
     // Offline: leave-a-message form.
-    const ho = handover();
-    const offline = st === 'waiting' && ho && ho.available === false;
     if (offline) {
       if (!offlineCard) {
         offlineCard = buildOfflineCard();
@@ -1456,7 +1459,10 @@
     S.open = true;
     panel.hidden = false;
     root.setAttribute('data-open', '');
-    if (launcher) launcher.setAttribute('aria-expanded', 'true');
+    if (launcher) {
+      launcher.setAttribute('aria-expanded', 'true');
+      launcher.setAttribute('aria-label', 'Close chat');
+    }
     setUnread(false);
     renderEmpty();
     ensureSession().catch(() => renderEmpty());
@@ -1477,6 +1483,7 @@
     root.removeAttribute('data-open');
     if (launcher) {
       launcher.setAttribute('aria-expanded', 'false');
+      launcher.setAttribute('aria-label', 'Open chat');
       if (returnFocus) launcher.focus();
     }
   }

@@ -134,6 +134,14 @@ impl FromRequestParts<AppState> for Staff {
             ));
         };
         AppState::check_rate(&state.inner.staff_limiter, format!("user:{}", user.id))?;
+        // A sign of life keeps "online" true for visitors; written at most
+        // every heartbeat, not on every request.
+        let stale = user
+            .last_seen_at
+            .is_none_or(|seen| now.since(seen) >= baton_runtime::PRESENCE_HEARTBEAT_MS);
+        if stale {
+            store.touch_user(&user.id, now).await?;
+        }
         Ok(Staff { user })
     }
 }

@@ -90,8 +90,7 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
             "open a WebSocket, or ask with `Accept: text/event-stream`",
         ));
     }
-    let _ = staff;
-    let gauge = Arc::new(state.metrics().ws_open());
+    let gauge = Arc::new((state.metrics().ws_open(), Heartbeat::start(&state, &staff)));
     let events = stream::unfold((rx, state, gauge), |(mut rx, state, gauge)| async move {
         loop {
             match rx.recv().await {
@@ -128,13 +127,41 @@ fn check_same_origin(headers: &axum::http::HeaderMap) -> ApiResult<()> {
     }
 }
 
+/// Marks a staff member as present while their inbox stream is open; stops
+/// when dropped with the stream.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Heartbeat {
+    fn start(state: &AppState, staff: &Staff) -> Self {
+        let (state, user_id) = (state.clone(), staff.user.id.clone());
+        let every = Duration::from_millis(baton_runtime::PRESENCE_HEARTBEAT_MS.unsigned_abs());
+        Heartbeat(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let now = state.runtime().now();
+                if let Err(e) = state.runtime().store().touch_user(&user_id, now).await {
+                    tracing::warn!(%user_id, error = %e, "cannot record a staff heartbeat");
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn staff_socket(
     state: AppState,
-    _staff: Staff,
+    staff: Staff,
     mut rx: broadcast::Receiver<Arc<StoredEvent>>,
     socket: WebSocket,
 ) {
     let _gauge = state.metrics().ws_open();
+    let _heartbeat = Heartbeat::start(&state, &staff);
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {

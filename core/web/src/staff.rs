@@ -101,7 +101,13 @@ fn dummy_hash() -> &'static str {
 
 pub async fn logout(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
     let (mut parts, _) = req.into_parts();
-    let _staff = Staff::from_request_parts(&mut parts, &state).await?;
+    let staff = Staff::from_request_parts(&mut parts, &state).await?;
+    // Signing out is leaving: visitors are no longer promised this person.
+    state
+        .runtime()
+        .store()
+        .set_presence(&staff.user.id, Presence::Offline)
+        .await?;
     if let Some(session) = cookie(&parts.headers, SESSION_COOKIE) {
         state
             .runtime()
@@ -186,9 +192,15 @@ pub async fn create_token(
 pub async fn list_users(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
     staff.require_admin()?;
     let users = state.runtime().store().list_users().await?;
-    Ok(Json(
-        json!({"users": users.iter().map(user_json).collect::<Vec<_>>()}),
-    ))
+    let users: Vec<Value> = users
+        .iter()
+        .map(|u| {
+            let mut v = user_json(u);
+            v["presence"] = json!(state.runtime().effective_presence(u));
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "users": users })))
 }
 
 /// `GET /api/v1/agents`: who can take a conversation, for transfer pickers.
@@ -197,7 +209,10 @@ pub async fn list_agents(State(state): State<AppState>, _staff: Staff) -> ApiRes
     let agents: Vec<Value> = users
         .iter()
         .filter(|u| u.role.may_respond())
-        .map(|u| json!({"id": u.id, "name": u.name, "role": u.role, "presence": u.presence}))
+        .map(|u| {
+            let presence = state.runtime().effective_presence(u);
+            json!({"id": u.id, "name": u.name, "role": u.role, "presence": presence})
+        })
         .collect();
     Ok(Json(json!({ "agents": agents })))
 }
@@ -379,9 +394,13 @@ pub async fn list_conversations(
     };
     let store = state.runtime().store();
     let conversations = store.list_conversations(&filter).await?;
-    let ids: Vec<String> = conversations.iter().map(|c| c.id.clone()).collect();
+    let places: Vec<(String, i64)> = conversations
+        .iter()
+        .filter(|c| c.last_seq > 0)
+        .map(|c| (c.id.clone(), c.last_seq))
+        .collect();
     let mut last: std::collections::HashMap<String, MessageView> = store
-        .last_messages(&ids)
+        .messages_at(&places)
         .await?
         .iter()
         .map(|m| (m.conversation_id.clone(), MessageView::from(m)))

@@ -150,6 +150,24 @@ async fn availability_and_leaving_a_message() -> Result<()> {
         ensure!(status == 200);
         let after = config(http.clone()).await?;
         ensure!(after["handover"]["available"] == true, "{after}");
+
+        // A closed laptop does not sign out: silence makes the agent absent,
+        // the next sign of life present again, and signing out absent at once.
+        server.runtime.clock().advance(91_000);
+        let silent = config(http.clone()).await?;
+        ensure!(silent["handover"]["available"] == false, "{silent}");
+        let (_, agents) = alice.get("/api/v1/agents").await?;
+        ensure!(
+            agents["agents"][0]["presence"] == "online",
+            "asking is a sign of life: {agents}"
+        );
+        let back = config(http.clone()).await?;
+        ensure!(back["handover"]["available"] == true, "{back}");
+        let (status, _) = alice.post("/api/v1/auth/logout", json!({})).await?;
+        ensure!(status == 204);
+        let gone = config(http.clone()).await?;
+        ensure!(gone["handover"]["available"] == false, "{gone}");
+
         let missing = http
             .get(format!("{base}/api/v1/widget/config?bot=nope"))
             .send()
