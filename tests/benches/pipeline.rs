@@ -75,11 +75,18 @@ const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 const EMFILE: i32 = 24;
 
 /// No greeting, so that a new socket's history is empty and nothing but the
-/// replies reaches the timed loop; rate limits far above what the bench sends,
-/// because it measures the pipeline, not the limiter's refusals.
+/// replies reaches the timed loop; no trigger that would hand the bench's
+/// made-up messages to a human (they are "not understood"), so the bot answers
+/// every one through the knowledge base; rate limits far above what the bench
+/// sends, because it measures the pipeline, not the limiter's refusals.
 const BATON_CONFIG: &str = "\
 [bot]
 greeting = \"\"
+
+[bot.handover]
+cycle_count = 0
+lack_of_information = false
+frustration = false
 
 [limits]
 widget_messages_per_second = 100000

@@ -136,7 +136,7 @@ impl Server {
             .await
             .context("connect")?;
         store.migrate().await.context("migrate")?;
-        let runtime = baton::build_runtime(store, config);
+        let runtime = baton::build_runtime(store, config)?;
         runtime.load_bot_settings().await.context("bot settings")?;
         runtime.start_background();
         let app = baton_web::router(baton_web::AppState::new(
@@ -368,14 +368,7 @@ impl VisitorClient {
     }
 
     pub async fn messages(&self) -> Result<Vec<Value>> {
-        let body: Value = self
-            .http
-            .get(format!("{}/api/v1/widget/messages?after=0", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let body = self.state().await?;
         Ok(body["messages"].as_array().cloned().unwrap_or_default())
     }
 
@@ -389,6 +382,39 @@ impl VisitorClient {
             .await
             .context("widget ws")?;
         Ok(ws)
+    }
+
+    /// The conversation and its messages, as the widget reads them.
+    pub async fn state(&self) -> Result<Value> {
+        Ok(self
+            .http
+            .get(format!("{}/api/v1/widget/messages?after=0", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+
+    /// Says `text` and waits for the bot's turn to finish: an answer, or a
+    /// hand-over notice. Returns the conversation then.
+    pub async fn turn(&self, text: &str) -> Result<Value> {
+        let said = self.say(text).await?;
+        let seq = said["message"]["seq"].as_i64().unwrap_or(0);
+        for _ in 0..200 {
+            let state = self.state().await?;
+            let answered = state["messages"].as_array().is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m["seq"].as_i64().unwrap_or(0) > seq && m["sender"] != "visitor")
+            });
+            if answered {
+                // A hand-over follows the bot's last words; give it a moment.
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                return Ok(self.state().await?["conversation"].clone());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("no answer to `{text}`")
     }
 
     /// Waits until a bot message with `seq > after` exists; returns it.

@@ -12,7 +12,7 @@ use axum::serve::ListenerExt;
 use baton_channel_web::WebChannel;
 use baton_model::Role;
 use baton_runtime::auth::{TokenKind, check_password_policy, hash_password, new_token, token_hash};
-use baton_runtime::{Config, Runtime, StandInBot};
+use baton_runtime::{Config, KnowledgeBot, Runtime};
 use baton_store::{NewUser, Store};
 use baton_web::{AppState, WebOptions, router};
 use clap::{Args, Parser, Subcommand};
@@ -272,11 +272,16 @@ pub fn load_config(common: &Common) -> Result<Config> {
     Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
-/// Builds the runtime with its channels, ready to serve.
-pub fn build_runtime(store: Store, config: Config) -> Runtime {
-    let runtime = Runtime::new(store, config, Arc::new(StandInBot));
+/// Builds the runtime with its bot and channels, ready to serve. Fails with
+/// a clear message when a bot's knowledge folder cannot be loaded.
+pub fn build_runtime(store: Store, config: Config) -> Result<Runtime> {
+    let bot = KnowledgeBot::from_config(&config).context("cannot load the knowledge base")?;
+    for (id, entries) in bot.sizes() {
+        info!(bot = %id, entries, "knowledge base loaded");
+    }
+    let runtime = Runtime::new(store, config, Arc::new(bot));
     runtime.register_channel(Arc::new(WebChannel));
-    runtime
+    Ok(runtime)
 }
 
 async fn serve(common: &Common) -> Result<()> {
@@ -307,7 +312,7 @@ async fn serve(common: &Common) -> Result<()> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let runtime = build_runtime(store, config);
+    let runtime = build_runtime(store, config)?;
     runtime
         .load_bot_settings()
         .await

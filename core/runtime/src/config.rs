@@ -50,6 +50,11 @@ pub struct BotConfig {
     /// `greeting`: the first message of every new conversation; none when empty.
     /// Default: a short hello.
     pub greeting: String,
+    /// `knowledge`: a folder of knowledge-base files (`*.toml` entries and
+    /// intents, `*.md` documents, an optional `phrases.toml`). Default: the
+    /// demo shop's sample knowledge base, compiled in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<std::path::PathBuf>,
     /// `[bot.handover]`: when and how conversations go to a human.
     pub handover: HandoverConfig,
 }
@@ -61,6 +66,7 @@ impl Default for BotConfig {
             greeting:
                 "Hi! I'm the Baton demo bot. Ask me anything, or ask for a human at any time."
                     .to_owned(),
+            knowledge: None,
             handover: HandoverConfig::default(),
         }
     }
@@ -86,6 +92,62 @@ pub struct HandoverConfig {
     /// `offline_message`: what the visitor is told when nobody is available, above
     /// the leave-a-message form.
     pub offline_message: String,
+    /// `cycle_count`: not-understood answers before the bot hands over
+    /// (`bot_failure`). `0` switches it off. Default `3`.
+    pub cycle_count: u32,
+    /// `phrases`: more ways of asking for a human, on top of the built-in
+    /// ones (English, German, French, Spanish, Portuguese, Italian, Dutch).
+    pub phrases: Vec<String>,
+    /// `repeated_requests`: how many times a visitor asks for a human in
+    /// words before it happens (`1`: the first time). The button always works.
+    pub repeated_requests: u32,
+    /// `failed_to_resolve`: "that didn't help" replies before the bot hands
+    /// over. `0` switches it off. Default `2`.
+    pub failed_to_resolve: u32,
+    /// `lack_of_information`: hand over when the topic is known but the
+    /// knowledge base has no answer. Default `true`.
+    pub lack_of_information: bool,
+    /// `frustration`: `false`, `true` (threshold -0.6), or a sentiment
+    /// threshold in `-1..0`: a visitor message at or below it hands over.
+    pub frustration: Frustration,
+    /// `intents`: intent ids that always go to a human.
+    pub intents: Vec<String>,
+}
+
+/// The frustration trigger's threshold, or off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Frustration(pub Option<f64>);
+
+impl Frustration {
+    pub const DEFAULT_THRESHOLD: f64 = -0.6;
+}
+
+impl Serialize for Frustration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(t) => s.serialize_f64(t),
+            None => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Frustration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Switch(bool),
+            Threshold(f64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Switch(true) => Ok(Frustration(Some(Self::DEFAULT_THRESHOLD))),
+            Raw::Switch(false) => Ok(Frustration(None)),
+            Raw::Threshold(t) if (-1.0..0.0).contains(&t) => Ok(Frustration(Some(t))),
+            Raw::Threshold(t) => Err(serde::de::Error::custom(format!(
+                "frustration threshold {t} is outside -1..0 (or write true / false)"
+            ))),
+        }
+    }
 }
 
 impl Default for HandoverConfig {
@@ -98,6 +160,17 @@ impl Default for HandoverConfig {
                 "I'm handing you over to a human. Someone from the team will be with you shortly."
                     .to_owned(),
             request_button_after: 1,
+            cycle_count: 3,
+            phrases: vec![],
+            repeated_requests: 1,
+            failed_to_resolve: 2,
+            lack_of_information: true,
+            frustration: Frustration(Some(Frustration::DEFAULT_THRESHOLD)),
+            intents: vec![
+                "refund".to_owned(),
+                "billing_dispute".to_owned(),
+                "complaint".to_owned(),
+            ],
             offline_message: "Nobody from the team is available right now. Leave your email \
                               and a message, and we'll get back to you."
                 .to_owned(),

@@ -555,6 +555,7 @@ impl Runtime {
         else {
             return Ok(());
         };
+        let settings = self.bot_config(&conv.bot_id);
         let reply = self
             .inner
             .bot
@@ -563,6 +564,7 @@ impl Runtime {
                 conversation: &conv,
                 history: &history,
                 text: &last.text,
+                settings: &settings,
             })
             .await;
 

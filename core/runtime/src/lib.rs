@@ -24,7 +24,7 @@ mod settings;
 pub mod testkit;
 pub mod webhooks;
 
-pub use bot::{Bot, BotMessage, BotReply, BotTurn, StandInBot};
+pub use bot::{Bot, BotMessage, BotReply, BotTurn, KnowledgeBot};
 pub use bus::EventBus;
 pub use clock::Clock;
 pub use config::Config;

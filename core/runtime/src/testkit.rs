@@ -4,7 +4,7 @@
 //!
 //! It runs the real runtime on a throw-away SQLite database.
 
-use crate::{Config, Runtime, StandInBot, StartConversation};
+use crate::{Config, KnowledgeBot, Runtime, StartConversation};
 use baton_channel::{Channel, Inbound, RawInbound};
 use baton_model::{AgentRef, Input, Reason, SenderKind, Status};
 use baton_store::{NewContact, Store};
@@ -72,7 +72,15 @@ pub async fn channel_compliance(channel: Arc<dyn Channel>, samples: Samples) {
         .unwrap_or_else(|e| panic!("migrate: {e}"));
     let mut config = Config::default();
     config.bot.greeting = String::new();
-    let runtime = Runtime::new(store, config, Arc::new(StandInBot));
+    // The kit drives every transition itself: the bot answers but never hands over on its own.
+    let h = &mut config.bot.handover;
+    h.cycle_count = 0;
+    h.lack_of_information = false;
+    h.failed_to_resolve = 0;
+    h.frustration = crate::config::Frustration(None);
+    h.intents.clear();
+    let bot = KnowledgeBot::from_config(&config).expect("the sample knowledge base loads");
+    let runtime = Runtime::new(store, config, Arc::new(bot));
     runtime.register_channel(channel.clone());
 
     let mut inbound = channel

@@ -24,14 +24,15 @@ async fn hand_over_flow(backend: Backend) -> Result<()> {
         f["type"] == "status" && f["status"] == "bot"
     })
     .await?;
-    visitor.say("hello there").await?;
+    visitor.say("Do you ship to Canada?").await?;
+    // The built-in bot answers from the sample knowledge base.
     let reply = next_matching(&mut ws, 5, |f| {
         f["type"] == "message"
             && f["message"]["sender"] == "bot"
             && f["message"]["text"]
                 .as_str()
                 .unwrap_or("")
-                .contains("hello there")
+                .contains("Canada")
     })
     .await?;
     ensure!(reply["message"]["author"]["name"] == "Baton", "{reply}");

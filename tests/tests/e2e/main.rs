@@ -10,4 +10,5 @@ mod flow;
 mod nodes;
 mod pages;
 mod store_suite;
+mod triggers;
 mod webhooks;
