@@ -471,6 +471,26 @@ impl StaffClient {
         self.send(reqwest::Method::POST, path, body).await
     }
 
+    /// The live event stream (`GET /api/v1/events` as a WebSocket), opened
+    /// with an API token made for this user.
+    pub async fn events(&self) -> Result<Ws> {
+        use tungstenite::client::IntoClientRequest;
+        let (status, body) = self
+            .post("/api/v1/tokens", json!({"name": "events"}))
+            .await?;
+        if status != 201 {
+            bail!("token: {status} {body}");
+        }
+        let token = str_at(&body, "/token")?;
+        let mut request = format!("{}/api/v1/events", self.base.replacen("http", "ws", 1))
+            .into_client_request()?;
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(ws)
+    }
+
     /// Any state-changing request, with the CSRF header the browser would send.
     pub async fn send(
         &self,

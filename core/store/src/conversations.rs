@@ -60,8 +60,9 @@ impl NewMessage {
 pub struct ConversationFilter {
     pub status: Option<Status>,
     pub assignee: AssigneeFilter,
-    /// Leave out conversations in `bot` status (agents without monitoring do not see them).
-    pub exclude_bot: bool,
+    /// Leave out the `bot`-status conversations of these bots (the ones
+    /// without monitoring: agents do not see them until they are handed over).
+    pub hide_bot_status_of: Vec<String>,
     pub limit: i64,
 }
 
@@ -116,23 +117,36 @@ impl Store {
         &self,
         filter: &ConversationFilter,
     ) -> Result<Vec<Conversation>> {
-        // Only fixed fragments are spliced in; every value is a bound parameter.
-        let mut clauses = vec!["1 = 1"];
+        // Only placeholders are spliced in; every value is a bound parameter,
+        // numbered in the order the clauses are written.
+        let mut clauses = vec!["1 = 1".to_owned()];
         let mut binds: Vec<String> = vec![];
+        let next = |binds: &mut Vec<String>, value: String| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
         if let Some(status) = filter.status {
-            binds.push(status.as_str().to_owned());
-            clauses.push(["c.status = $1", "c.status = $2"][binds.len() - 1]);
+            let p = next(&mut binds, status.as_str().to_owned());
+            clauses.push(format!("c.status = {p}"));
         }
         match &filter.assignee {
             AssigneeFilter::Any => {}
-            AssigneeFilter::Unassigned => clauses.push("c.assignee_id IS NULL"),
+            AssigneeFilter::Unassigned => clauses.push("c.assignee_id IS NULL".to_owned()),
             AssigneeFilter::User(id) => {
-                binds.push(id.clone());
-                clauses.push(["c.assignee_id = $1", "c.assignee_id = $2"][binds.len() - 1]);
+                let p = next(&mut binds, id.clone());
+                clauses.push(format!("c.assignee_id = {p}"));
             }
         }
-        if filter.exclude_bot {
-            clauses.push("c.status <> 'bot'");
+        if !filter.hide_bot_status_of.is_empty() {
+            let ps: Vec<String> = filter
+                .hide_bot_status_of
+                .iter()
+                .map(|b| next(&mut binds, b.clone()))
+                .collect();
+            clauses.push(format!(
+                "NOT (c.status = 'bot' AND c.bot_id IN ({}))",
+                ps.join(", ")
+            ));
         }
         let limit = if filter.limit > 0 {
             filter.limit.min(500)

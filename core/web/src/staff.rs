@@ -389,7 +389,14 @@ pub async fn list_conversations(
     let filter = ConversationFilter {
         status,
         assignee,
-        exclude_bot: false,
+        // Without monitoring, agents see a bot's conversations only once handed over.
+        hide_bot_status_of: state
+            .runtime()
+            .bots()
+            .into_iter()
+            .filter(|(_, bot)| !bot.handover.monitoring)
+            .map(|(id, _)| id)
+            .collect(),
         limit: q.limit.unwrap_or(200),
     };
     let store = state.runtime().store();

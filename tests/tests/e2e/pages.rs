@@ -237,7 +237,7 @@ async fn bot_settings_change_live_and_survive_a_restart() -> Result<()> {
 async fn tags_roles_channels_and_plugins() -> Result<()> {
     on_every_backend(|backend| async move {
         let db = TestDb::new(backend).await?;
-        let server = Server::start(&db, "").await?;
+        let server = Server::start(&db, "[bot.handover]\nmonitoring = true\n").await?;
         let base = server.base();
         let owner = server.staff("Olga", "owner").await?;
         let alice = server.staff("Alice", "responder").await?;

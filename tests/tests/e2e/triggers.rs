@@ -2,8 +2,8 @@
 //! talks, and the conversation goes to a human with the right reason, or not.
 
 use anyhow::{Result, bail, ensure};
-use baton_tests::{Backend, Server, TestDb, VisitorClient};
-use serde_json::Value;
+use baton_tests::{Backend, Server, TestDb, VisitorClient, next_matching};
+use serde_json::{Value, json};
 use std::time::Duration;
 
 /// Starts a server with this `[bot.handover]` table, plays `lines` as one
@@ -170,5 +170,58 @@ async fn the_bot_answers_from_the_knowledge_base_with_buttons() -> Result<()> {
             .contains("didn't quite get that"),
         "{last}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn monitoring_shows_bot_conversations_live_and_agents_can_step_in() -> Result<()> {
+    for monitoring in [true, false] {
+        let db = TestDb::new(Backend::Sqlite).await?;
+        let config = format!("[bot.handover]\nmonitoring = {monitoring}\n");
+        let server = Server::start(&db, &config).await?;
+        let alice = server.staff("Alice", "responder").await?;
+        let mut events = alice.events().await?;
+        let visitor = VisitorClient::start(&server.base()).await?;
+        let id = visitor.conversation_id.clone();
+        visitor.turn("Do you ship to Canada?").await?;
+
+        let (_, list) = alice.get("/api/v1/conversations?status=bot").await?;
+        let listed = list["conversations"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["id"] == id.as_str()));
+        ensure!(
+            listed == monitoring,
+            "monitoring {monitoring}: listed {listed}: {list}"
+        );
+        let pushed = next_matching(&mut events, 2, |e| {
+            e["type"] == "message.created" && e["data"]["conversation"]["id"] == id.as_str()
+        })
+        .await
+        .is_ok();
+        ensure!(
+            pushed == monitoring,
+            "monitoring {monitoring}: pushed {pushed}"
+        );
+
+        // Stopping the bot and joining works either way, with its own reason.
+        let (status, joined) = alice
+            .post(&format!("/api/v1/conversations/{id}/claim"), json!({}))
+            .await?;
+        ensure!(status == 200, "{joined}");
+        ensure!(joined["conversation"]["status"] == "active", "{joined}");
+        ensure!(
+            joined["conversation"]["handover"]["reason"] == "agent_takeover",
+            "{joined}"
+        );
+        // And the bot stays quiet while Alice holds it.
+        visitor.say("are you still there?").await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let messages = visitor.messages().await?;
+        let last = messages.last().cloned().unwrap_or_default();
+        ensure!(
+            last["sender"] == "visitor",
+            "the bot spoke over Alice: {last}"
+        );
+    }
     Ok(())
 }
