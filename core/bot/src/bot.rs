@@ -36,6 +36,8 @@ pub struct Reading {
     /// The knowledge-base entry that answers it.
     pub answer: Option<usize>,
     pub confidence: f64,
+    /// The closest entries, best first (at most three): suggestions when not understood.
+    pub hits: Vec<crate::kb::Hit>,
 }
 
 /// The knowledge-base bot.
@@ -90,10 +92,10 @@ impl BuiltinBot {
             .any(|p| contains_phrase(&norm, p));
         let sentiment = self.sentiment.polarity_scores(text).compound;
         let intent = self.kb.match_intent(text, INTENT_CONFIDENCE).map(|i| i.id);
-        let best = self.kb.search(text, 1).into_iter().next();
-        let confidence = best.as_ref().map_or(0.0, |h| h.confidence);
+        let hits = self.kb.search(text, 3);
+        let best = hits.first();
+        let confidence = best.map_or(0.0, |h| h.confidence);
         let answer = best
-            .as_ref()
             .filter(|h| h.confidence >= ANSWER_CONFIDENCE)
             .map(|h| h.entry);
         let understanding = if asks_for_human || unhelpful || answer.is_some() {
@@ -117,6 +119,7 @@ impl BuiltinBot {
             },
             answer,
             confidence,
+            hits,
         }
     }
 
@@ -180,10 +183,9 @@ impl BuiltinBot {
                     human(),
                 ),
                 _ => {
-                    let suggestions: Vec<Action> = self
-                        .kb
-                        .search(text, 3)
-                        .into_iter()
+                    let suggestions: Vec<Action> = reading
+                        .hits
+                        .iter()
                         .filter(|h| h.confidence >= 0.15)
                         .map(|h| {
                             let e = self.kb.entry(h.entry);

@@ -50,6 +50,17 @@ fn clean(value: Option<String>, field: &str, max: usize) -> ApiResult<Option<Str
     }
 }
 
+/// Refuses a bot id this server does not have (404, the id cut short).
+fn known_bot(state: &AppState, bot: &str) -> ApiResult<()> {
+    if state.runtime().has_bot(bot) {
+        return Ok(());
+    }
+    Err(ApiError::not_found(&format!(
+        "bot `{}`",
+        bot.chars().take(64).collect::<String>()
+    )))
+}
+
 fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
@@ -69,12 +80,7 @@ pub async fn create_session(
     AppState::check_rate(&state.inner.ip_limiter, format!("ip:{ip}"))?;
     let body = body.0;
     let bot = body.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
-    if !state.runtime().has_bot(&bot) {
-        return Err(ApiError::not_found(&format!(
-            "bot `{}`",
-            bot.chars().take(64).collect::<String>()
-        )));
-    }
+    known_bot(&state, &bot)?;
     let visitor = body.visitor.unwrap_or_default();
     let name = clean(visitor.name, "visitor.name", 200)?;
     let email = clean(visitor.email, "visitor.email", 254)?;
@@ -128,12 +134,7 @@ pub async fn config(
 ) -> ApiResult<Json<Value>> {
     AppState::check_rate(&state.inner.ip_limiter, format!("ip:{ip}"))?;
     let bot_id = q.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
-    if !state.runtime().has_bot(&bot_id) {
-        return Err(ApiError::not_found(&format!(
-            "bot `{}`",
-            bot_id.chars().take(64).collect::<String>()
-        )));
-    }
+    known_bot(&state, &bot_id)?;
     let bot = state.runtime().bot_config(&bot_id);
     let available = state.runtime().agents_available().await?;
     Ok(Json(json!({
