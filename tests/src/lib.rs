@@ -231,6 +231,17 @@ impl Process {
         config_toml: &str,
         log_name: &str,
     ) -> Result<Process> {
+        Self::start_with_env(binary, db, config_toml, log_name, &[]).await
+    }
+
+    /// Like [`Process::start`], with extra environment variables (secrets).
+    pub async fn start_with_env(
+        binary: &Path,
+        db: &TestDb,
+        config_toml: &str,
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Process> {
         let port = free_port()?;
         let config = db.data_dir().join(format!("{log_name}.toml"));
         std::fs::write(&config, config_toml)?;
@@ -243,6 +254,7 @@ impl Process {
             .env("BATON_DATABASE_URL", &db.url)
             .env("BATON_CONFIG", &config)
             .env("BATON_LOG", "info,sqlx=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -351,6 +363,16 @@ impl VisitorClient {
             conversation_id: str_at(&body, "/conversation_id")?,
             http,
         })
+    }
+
+    /// A visitor whose session was made elsewhere (say, with known details).
+    pub fn resume(base: &str, token: &str, conversation_id: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            conversation_id: conversation_id.to_owned(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn say(&self, text: &str) -> Result<Value> {

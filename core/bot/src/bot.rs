@@ -27,6 +27,9 @@ pub struct Said {
 pub struct Reply {
     pub messages: Vec<Said>,
     pub escalate: Option<Reason>,
+    /// What the message is about (an intent id, else the closest entry's id):
+    /// routes the hand-over to a department and to the agents who know it.
+    pub topic: Option<String>,
 }
 
 /// A message as the bot read it.
@@ -130,6 +133,13 @@ impl BuiltinBot {
         let counters = replay(cfg, &history);
         let reading = self.read(text);
         let verdict = assess(cfg, counters, &reading.facts);
+        let topic = reading.facts.intent.clone().or_else(|| {
+            reading
+                .hits
+                .first()
+                .filter(|h| h.confidence >= TOPIC_CONFIDENCE)
+                .map(|h| self.kb.entry(h.entry).id.clone())
+        });
         let say = |text: &str, actions: Vec<Action>| Said {
             text: text.to_owned(),
             actions,
@@ -156,6 +166,7 @@ impl BuiltinBot {
             return Reply {
                 messages: preface.map(|t| vec![say(&t, vec![])]).unwrap_or_default(),
                 escalate: Some(reason),
+                topic,
             };
         }
         let human = || {
@@ -209,6 +220,7 @@ impl BuiltinBot {
         Reply {
             messages: vec![message],
             escalate: None,
+            topic,
         }
     }
 

@@ -9,12 +9,12 @@
 //! does not match the entry on tents just because both say "sell".
 
 use crate::text::{content_tokens, normalized, stem, words};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// A button under an answer.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Button {
     pub label: String,
@@ -27,7 +27,7 @@ pub struct Button {
 }
 
 /// One answer the bot can give.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     #[serde(default)]
@@ -129,6 +129,29 @@ impl std::fmt::Debug for KnowledgeBase {
     }
 }
 
+/// Checks an entry and gives it an id from its question when it has none.
+pub fn check_entry(e: &mut Entry) -> Result<(), String> {
+    if e.question.trim().is_empty() || e.answer.trim().is_empty() {
+        return Err("an entry needs a question and an answer".to_owned());
+    }
+    for b in &e.buttons {
+        let ok = b
+            .url
+            .as_deref()
+            .is_none_or(|u| u.starts_with("https://") || u.starts_with("http://"));
+        if !ok || b.label.trim().is_empty() {
+            return Err(format!(
+                "`{}`: a button needs a label and an http(s) url",
+                e.question
+            ));
+        }
+    }
+    if e.id.is_empty() {
+        e.id = slug(&e.question);
+    }
+    Ok(())
+}
+
 /// The sample knowledge base of the demo shop, compiled in.
 const SAMPLE: &[(&str, &str)] = &[
     (
@@ -193,30 +216,8 @@ impl KnowledgeBase {
                 let file: KbFile =
                     toml::from_str(&text).map_err(|e| invalid(&name, e.to_string()))?;
                 for (i, mut e) in file.entry.into_iter().enumerate() {
-                    if e.question.trim().is_empty() || e.answer.trim().is_empty() {
-                        return Err(invalid(
-                            &name,
-                            format!("entry {} needs a question and an answer", i + 1),
-                        ));
-                    }
-                    for b in &e.buttons {
-                        let ok = b
-                            .url
-                            .as_deref()
-                            .is_none_or(|u| u.starts_with("https://") || u.starts_with("http://"));
-                        if !ok || b.label.trim().is_empty() {
-                            return Err(invalid(
-                                &name,
-                                format!(
-                                    "entry `{}`: a button needs a label and an http(s) url",
-                                    e.question
-                                ),
-                            ));
-                        }
-                    }
-                    if e.id.is_empty() {
-                        e.id = slug(&e.question);
-                    }
+                    check_entry(&mut e)
+                        .map_err(|m| invalid(&name, format!("entry {}: {m}", i + 1)))?;
                     entries.push(e);
                 }
                 intents.extend(file.intent);
@@ -272,6 +273,28 @@ impl KnowledgeBase {
             fields,
             df,
         }
+    }
+
+    /// This knowledge base with entries added, replaced (same id) or removed
+    /// (`None`): the edits made through the API on top of the files.
+    pub fn with_edits(&self, edits: &[(String, Option<Entry>)]) -> Result<Self, KbError> {
+        let mut entries = self.entries.clone();
+        for (id, edit) in edits {
+            let at = entries.iter().position(|e| e.id == *id);
+            match (edit, at) {
+                (Some(e), Some(i)) => entries[i] = e.clone(),
+                (Some(e), None) => entries.push(e.clone()),
+                (None, Some(i)) => {
+                    entries.remove(i);
+                }
+                (None, None) => {}
+            }
+        }
+        for e in &mut entries {
+            check_entry(e)
+                .map_err(|m| invalid("knowledge base", format!("entry `{}`: {m}", e.id)))?;
+        }
+        Ok(Self::build(entries, self.intents.clone()))
     }
 
     pub fn entries(&self) -> &[Entry] {

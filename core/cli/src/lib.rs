@@ -12,7 +12,8 @@ use axum::serve::ListenerExt;
 use baton_channel_web::WebChannel;
 use baton_model::Role;
 use baton_runtime::auth::{TokenKind, check_password_policy, hash_password, new_token, token_hash};
-use baton_runtime::{Config, KnowledgeBot, Runtime};
+use baton_runtime::llm::{self, LlmBot};
+use baton_runtime::{Bot, Config, KnowledgeBot, Runtime};
 use baton_store::{NewUser, Store};
 use baton_web::{AppState, WebOptions, router};
 use clap::{Args, Parser, Subcommand};
@@ -275,11 +276,23 @@ pub fn load_config(common: &Common) -> Result<Config> {
 /// Builds the runtime with its bot and channels, ready to serve. Fails with
 /// a clear message when a bot's knowledge folder cannot be loaded.
 pub fn build_runtime(store: Store, config: Config) -> Result<Runtime> {
-    let bot = KnowledgeBot::from_config(&config).context("cannot load the knowledge base")?;
-    for (id, entries) in bot.sizes() {
+    let knowledge =
+        Arc::new(KnowledgeBot::from_config(&config).context("cannot load the knowledge base")?);
+    for (id, entries) in knowledge.sizes() {
         info!(bot = %id, entries, "knowledge base loaded");
     }
-    let runtime = Runtime::new(store, config, Arc::new(bot));
+    let bot: Arc<dyn Bot> = match &config.llm {
+        Some(llm) => {
+            info!(base_url = %llm.base_url, model = %llm.model, "answering with an LLM; the built-in bot is the fallback");
+            Arc::new(LlmBot::new(
+                knowledge,
+                llm.clone(),
+                std::env::var(llm::API_KEY_ENV).ok(),
+            ))
+        }
+        None => knowledge,
+    };
+    let runtime = Runtime::new(store, config, bot);
     runtime.register_channel(Arc::new(WebChannel));
     Ok(runtime)
 }

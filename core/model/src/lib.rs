@@ -12,6 +12,7 @@
 
 pub mod handover;
 pub mod model;
+pub mod routing;
 pub mod time;
 pub mod wire;
 

@@ -4,10 +4,11 @@
 use crate::DEFAULT_BOT;
 use crate::config::{BotConfig, Config, HandoverConfig};
 use async_trait::async_trait;
+use baton_bot::kb::Entry;
 use baton_bot::{BuiltinBot, KbError, KnowledgeBase, TriggerConfig};
 use baton_model::{Action, Conversation, Message, Reason, SenderKind};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// What the bot is asked on one visitor turn.
 pub struct BotTurn<'a> {
@@ -18,6 +19,8 @@ pub struct BotTurn<'a> {
     pub text: &'a str,
     /// The bot's live settings.
     pub settings: &'a BotConfig,
+    /// Called with the text so far while a reply is being written (streaming).
+    pub draft: &'a (dyn Fn(&str) + Send + Sync),
 }
 
 /// One message the bot wants to send.
@@ -32,12 +35,19 @@ pub struct BotMessage {
 pub struct BotReply {
     pub messages: Vec<BotMessage>,
     pub escalate: Option<Reason>,
+    /// What the turn was about (an intent or entry id), for routing.
+    pub topic: Option<String>,
 }
 
 /// A bot. It only proposes replies: the runtime decides whether they may be sent.
 #[async_trait]
 pub trait Bot: Send + Sync {
     async fn reply(&self, turn: BotTurn<'_>) -> BotReply;
+
+    /// The knowledge base behind this bot, if it has one the API may edit.
+    fn knowledge(&self) -> Option<&KnowledgeBot> {
+        None
+    }
 }
 
 /// The built-in knowledge-base bot, one per configured bot id (each may
@@ -45,13 +55,19 @@ pub trait Bot: Send + Sync {
 /// `[bot.handover]` settings, read on every turn.
 #[derive(Debug)]
 pub struct KnowledgeBot {
-    bots: HashMap<String, Arc<BuiltinBot>>,
+    /// Each bot as it answers now: its files with the API's edits on top.
+    bots: RwLock<HashMap<String, Arc<BuiltinBot>>>,
+    /// Each bot's knowledge base as loaded from its files.
+    files: HashMap<String, Arc<KnowledgeBase>>,
+    phrases: HashMap<String, Vec<String>>,
 }
 
 impl KnowledgeBot {
     /// Loads every bot's knowledge base: its `knowledge` folder, or the sample.
     pub fn from_config(config: &Config) -> Result<Self, KbError> {
         let mut bots = HashMap::new();
+        let mut files = HashMap::new();
+        let mut phrases = HashMap::new();
         let all = std::iter::once((DEFAULT_BOT, &config.bot))
             .chain(config.bots.iter().map(|(id, b)| (id.as_str(), b)));
         for (id, bot) in all {
@@ -59,16 +75,68 @@ impl KnowledgeBot {
                 Some(dir) => KnowledgeBase::load_dir(dir)?,
                 None => KnowledgeBase::sample()?,
             };
-            let built = BuiltinBot::new(kb, &bot.handover.phrases);
+            let built = BuiltinBot::new(kb.with_edits(&[])?, &bot.handover.phrases);
             bots.insert(id.to_owned(), Arc::new(built));
+            files.insert(id.to_owned(), Arc::new(kb));
+            phrases.insert(id.to_owned(), bot.handover.phrases.clone());
         }
-        Ok(Self { bots })
+        Ok(Self {
+            bots: RwLock::new(bots),
+            files,
+            phrases,
+        })
+    }
+
+    fn bot(&self, bot_id: &str) -> Option<Arc<BuiltinBot>> {
+        let bots = self.bots.read().unwrap_or_else(|e| e.into_inner());
+        bots.get(bot_id).or_else(|| bots.get(DEFAULT_BOT)).cloned()
+    }
+
+    /// A bot's entries as it answers now, and the ids its files hold.
+    pub fn entries(&self, bot_id: &str) -> Option<(Vec<Entry>, Vec<String>)> {
+        let files = self.files.get(bot_id)?;
+        let bots = self.bots.read().unwrap_or_else(|e| e.into_inner());
+        let now = bots.get(bot_id)?.knowledge().entries().to_vec();
+        Some((now, files.entries().iter().map(|e| e.id.clone()).collect()))
+    }
+
+    /// The bot's files with `edits` on top; checked, not yet live.
+    pub fn check_edits(
+        &self,
+        bot_id: &str,
+        edits: &[(String, Option<Entry>)],
+    ) -> Result<KnowledgeBase, KbError> {
+        let files = self.files.get(bot_id).ok_or_else(|| KbError::Invalid {
+            file: bot_id.to_owned(),
+            message: "no such bot".into(),
+        })?;
+        files.with_edits(edits)
+    }
+
+    /// Makes `kb` (from [`Self::check_edits`]) what the bot answers from.
+    pub fn install(&self, bot_id: &str, kb: KnowledgeBase) {
+        let phrases = self.phrases.get(bot_id).cloned().unwrap_or_default();
+        let mut bots = self.bots.write().unwrap_or_else(|e| e.into_inner());
+        bots.insert(bot_id.to_owned(), Arc::new(BuiltinBot::new(kb, &phrases)));
+    }
+
+    /// The entries closest to `text`, best first: context for an LLM.
+    pub fn context(&self, bot_id: &str, text: &str, limit: usize) -> Vec<Entry> {
+        let Some(bot) = self.bot(bot_id) else {
+            return vec![];
+        };
+        let kb = bot.knowledge();
+        kb.search(text, limit)
+            .into_iter()
+            .filter(|h| h.confidence > 0.1)
+            .map(|h| kb.entry(h.entry).clone())
+            .collect()
     }
 
     /// How many entries each bot knows, for the start-up log.
     pub fn sizes(&self) -> Vec<(String, usize)> {
-        let mut sizes: Vec<(String, usize)> = self
-            .bots
+        let bots = self.bots.read().unwrap_or_else(|e| e.into_inner());
+        let mut sizes: Vec<(String, usize)> = bots
             .iter()
             .map(|(id, b)| (id.clone(), b.knowledge().entries().len()))
             .collect();
@@ -110,11 +178,7 @@ fn since_last_hand_over(history: &[Message]) -> Vec<&str> {
 #[async_trait]
 impl Bot for KnowledgeBot {
     async fn reply(&self, turn: BotTurn<'_>) -> BotReply {
-        let Some(bot) = self
-            .bots
-            .get(turn.bot_id)
-            .or_else(|| self.bots.get(DEFAULT_BOT))
-        else {
+        let Some(bot) = self.bot(turn.bot_id) else {
             return BotReply::default();
         };
         let cfg = trigger_config(&turn.settings.handover);
@@ -130,7 +194,12 @@ impl Bot for KnowledgeBot {
                 })
                 .collect(),
             escalate: reply.escalate,
+            topic: reply.topic,
         }
+    }
+
+    fn knowledge(&self) -> Option<&KnowledgeBot> {
+        Some(self)
     }
 }
 

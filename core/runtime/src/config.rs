@@ -1,6 +1,9 @@
 //! `baton.toml`: what an operator configures. Secrets never live here; they
 //! come from the environment (API.md, "Operator conventions").
 
+use crate::hours::Hours;
+use baton_bot::ContactField;
+use baton_model::routing::Assignment;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,11 +27,108 @@ pub struct Config {
     /// `[conversations]`: lifecycle timing.
     #[serde(default)]
     pub conversations: ConversationsConfig,
+    /// `[[departments]]`: teams with their own hours, topics and assignment.
+    #[serde(default)]
+    pub departments: Vec<DepartmentConfig>,
+    /// `[routing]`: assignment for conversations without a department.
+    #[serde(default)]
+    pub routing: RoutingConfig,
+    /// `[llm]`: an OpenAI-compatible chat-completions server; none by default.
+    #[serde(default)]
+    pub llm: Option<LlmConfig>,
+}
+
+/// A configuration that parsed but does not hold together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl Config {
-    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
-        toml::from_str(text)
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.check().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Checks what the file's shape cannot: references between tables.
+    pub fn check(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for d in &self.departments {
+            if d.id.trim().is_empty() {
+                return Err("[[departments]]: every department needs an `id`".into());
+            }
+            if !seen.insert(d.id.as_str()) {
+                return Err(format!("[[departments]]: the id `{}` is used twice", d.id));
+            }
+            crate::hours::time_zone(&d.timezone)
+                .map_err(|e| format!("department `{}`: {e}", d.id))?;
+        }
+        let all = std::iter::once(("default", &self.bot))
+            .chain(self.bots.iter().map(|(id, b)| (id.as_str(), b)));
+        for (id, bot) in all {
+            self.check_bot(bot)
+                .map_err(|e| format!("bot `{id}`: {e}"))?;
+        }
+        if let Some(llm) = &self.llm {
+            if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
+                return Err(format!(
+                    "[llm] base_url must be an http(s) URL, got `{}`",
+                    llm.base_url
+                ));
+            }
+            if llm.model.trim().is_empty() {
+                return Err("[llm] needs a `model`".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one bot's references to departments.
+    pub fn check_bot(&self, bot: &BotConfig) -> Result<(), String> {
+        let known = |d: &str| self.departments.iter().any(|x| x.id == d);
+        if let Some(d) = &bot.handover.department
+            && !known(d)
+        {
+            return Err(format!(
+                "handover.department `{d}` is not a configured department"
+            ));
+        }
+        for (i, a) in bot.handover.actions.iter().enumerate() {
+            if let ActionConfig::Assign {
+                department: Some(d),
+                ..
+            } = a
+                && !known(d)
+            {
+                return Err(format!(
+                    "handover.actions[{i}]: department `{d}` is not a configured department"
+                ));
+            }
+            if let ActionConfig::Webhook { url, .. } = a
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(format!(
+                    "handover.actions[{i}]: webhook url must be http(s)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The department with this id.
+    pub fn department(&self, id: &str) -> Option<&DepartmentConfig> {
+        self.departments.iter().find(|d| d.id == id)
+    }
+
+    /// The department that handles a topic (an intent or knowledge-base entry id).
+    pub fn department_for_topic(&self, topic: &str) -> Option<&DepartmentConfig> {
+        self.departments
+            .iter()
+            .find(|d| d.topics.iter().any(|t| t == topic))
     }
 
     /// The bot with this id (`default` is `[bot]`).
@@ -112,6 +212,247 @@ pub struct HandoverConfig {
     pub frustration: Frustration,
     /// `intents`: intent ids that always go to a human.
     pub intents: Vec<String>,
+    /// `department`: where this bot's hand-overs go when no topic routes them
+    /// elsewhere (seed 001: the button belongs to a department). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// `collect_contact`: ask for the visitor's details before a hand-over:
+    /// `true` (email), `false`, or a list of `"email"`, `"name"`, `"phone"`.
+    /// Details the contact already has are not asked. Default `false`.
+    pub collect_contact: CollectContact,
+    /// `queue_message`: what the visitor is told when everyone is busy;
+    /// `{position}` becomes their place in the queue.
+    pub queue_message: String,
+    /// `closing_message`: the text of the `closing_message` action when it
+    /// names none.
+    pub closing_message: String,
+    /// `action_timeout`: how long one post-hand-over action may take. Default `"10s"`.
+    #[serde(deserialize_with = "duration", serialize_with = "serialize_duration")]
+    pub action_timeout: Duration,
+    /// `[[bot.handover.actions]]`: what happens after a hand-over, in order.
+    pub actions: Vec<ActionConfig>,
+}
+
+/// The contact details the collector asks for; empty is off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CollectContact(pub Vec<ContactField>);
+
+impl Serialize for CollectContact {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CollectContact {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Switch(bool),
+            Fields(Vec<ContactField>),
+        }
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "collect_contact takes true, false, or a list of \"email\", \"name\", \"phone\"",
+            )
+        })?;
+        Ok(match raw {
+            Raw::Switch(true) => CollectContact(vec![ContactField::Email]),
+            Raw::Switch(false) => CollectContact(vec![]),
+            Raw::Fields(mut f) => {
+                // Email first: it is what the team needs to answer later.
+                f.sort_by_key(|f| *f != ContactField::Email);
+                f.dedup();
+                CollectContact(f)
+            }
+        })
+    }
+}
+
+/// One post-hand-over action (seed 002), run in the order listed.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ActionConfig {
+    /// Give the conversation to `to` (a staff email), or pick someone in
+    /// `department` (default: the conversation's) by `mode`.
+    Assign {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        department: Option<String>,
+        #[serde(default)]
+        mode: AssignMode,
+    },
+    /// Create a task for `assignee` (a staff email; default the conversation's
+    /// assignee), due `due` after the hand-over.
+    Task {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default = "default_task_description")]
+        description: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assignee: Option<String>,
+        #[serde(
+            default = "default_task_due",
+            deserialize_with = "duration",
+            serialize_with = "serialize_duration"
+        )]
+        due: Duration,
+    },
+    /// Notify `to` (a staff email; default the assignee, else every owner) in the inbox.
+    Notify {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+    },
+    /// Tell the visitor what happens next.
+    ClosingMessage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// Keep the bot silent for `for` after the hand-over.
+    PauseBot {
+        #[serde(
+            rename = "for",
+            deserialize_with = "duration",
+            serialize_with = "serialize_duration"
+        )]
+        duration: Duration,
+    },
+    /// Add tags to the conversation.
+    Tags { tags: Vec<String> },
+    /// POST the conversation to `url`, signed with `secret` when given.
+    Webhook {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
+    },
+}
+
+/// How the `assign` action picks someone when it names nobody.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignMode {
+    #[default]
+    RoundRobin,
+    LeastBusy,
+}
+
+impl ActionConfig {
+    /// The action's name in logs, the run log and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ActionConfig::Assign { .. } => "assign",
+            ActionConfig::Task { .. } => "task",
+            ActionConfig::Notify { .. } => "notify",
+            ActionConfig::ClosingMessage { .. } => "closing_message",
+            ActionConfig::PauseBot { .. } => "pause_bot",
+            ActionConfig::Tags { .. } => "tags",
+            ActionConfig::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+fn default_task_description() -> String {
+    "will be created by AI".to_owned()
+}
+
+fn default_task_due() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// `[[departments]]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentConfig {
+    /// `id`: how bots, staff and the API name it.
+    pub id: String,
+    /// `name`: how people see it. Default: the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `timezone`: an IANA zone such as `"Europe/Berlin"`. Default `"UTC"`.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// `hours`: when the department answers, e.g. `["mon-fri 09:00-17:30",
+    /// "sat 10:00-14:00"]` in its time zone. Empty (the default) is always open.
+    #[serde(default)]
+    pub hours: Hours,
+    /// `assignment`: `"manual"` (claim, the default), `"round_robin"` or `"least_busy"`.
+    #[serde(default)]
+    pub assignment: Assignment,
+    /// `topics`: intents or knowledge-base entry ids routed to this department.
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+impl DepartmentConfig {
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// `[routing]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// `assignment` for conversations without a department. Default `"manual"`.
+    pub assignment: Assignment,
+}
+
+/// `[llm]`: an OpenAI-compatible chat-completions server. The key comes from
+/// `BATON_LLM_API_KEY`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// `base_url`: the API root, e.g. `"http://127.0.0.1:11434/v1"`; requests go to
+    /// `<base_url>/chat/completions`.
+    pub base_url: String,
+    /// `model`: the model name the server knows.
+    pub model: String,
+    /// `system_prompt`: the instructions; the knowledge base's closest
+    /// entries are appended as context.
+    #[serde(default = "default_system_prompt")]
+    pub system_prompt: String,
+    /// `timeout`: the longest a reply may take before the built-in bot
+    /// answers instead. Default `"20s"`.
+    #[serde(
+        default = "default_llm_timeout",
+        deserialize_with = "duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub timeout: Duration,
+    /// `stream`: stream replies to the widget as they are written. Default `true`.
+    #[serde(default = "yes")]
+    pub stream: bool,
+    /// `context_entries`: how many knowledge-base entries go into the prompt. Default 3.
+    #[serde(default = "three")]
+    pub context_entries: usize,
+    /// `temperature`: passed through when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+}
+
+fn default_system_prompt() -> String {
+    "You are the customer support assistant of this business. Answer briefly and only from \
+     the knowledge base below; if it does not cover the question, say so. If the visitor \
+     asks for a person, is upset, or needs something only staff can do (refunds, account \
+     changes), call the request_human tool."
+        .to_owned()
+}
+
+fn default_llm_timeout() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn three() -> usize {
+    3
 }
 
 /// The frustration trigger's threshold, or off.
@@ -174,6 +515,14 @@ impl Default for HandoverConfig {
             offline_message: "Nobody from the team is available right now. Leave your email \
                               and a message, and we'll get back to you."
                 .to_owned(),
+            department: None,
+            collect_contact: CollectContact::default(),
+            queue_message: "Everyone on the team is busy right now. You are number {position} \
+                            in the queue; someone will be with you as soon as possible."
+                .to_owned(),
+            closing_message: "Thank you! Someone from the team will get back to you.".to_owned(),
+            action_timeout: Duration::from_secs(10),
+            actions: vec![],
         }
     }
 }
@@ -330,6 +679,85 @@ mod tests {
         assert_eq!(c.bot.handover.pause_bot_for, Duration::from_secs(900));
         assert_eq!(c.webhooks.retry_base, Duration::from_secs(1));
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn actions_departments_and_the_collector_parse() {
+        let c = Config::from_toml(
+            r#"
+[[departments]]
+id = "billing"
+timezone = "Europe/Berlin"
+hours = ["mon-fri 09:00-17:00"]
+assignment = "least_busy"
+topics = ["refund"]
+
+[bot.handover]
+department = "billing"
+collect_contact = ["phone", "email"]
+
+[[bot.handover.actions]]
+type = "task"
+
+[[bot.handover.actions]]
+type = "pause_bot"
+for = "30m"
+
+[[bot.handover.actions]]
+type = "assign"
+department = "billing"
+mode = "least_busy"
+"#,
+        )
+        .unwrap();
+        let h = &c.bot.handover;
+        assert_eq!(
+            h.collect_contact.0,
+            [ContactField::Email, ContactField::Phone]
+        );
+        assert_eq!(
+            h.actions[0],
+            ActionConfig::Task {
+                title: None,
+                description: "will be created by AI".into(),
+                assignee: None,
+                due: Duration::from_secs(86_400),
+            }
+        );
+        assert_eq!(
+            h.actions[1],
+            ActionConfig::PauseBot {
+                duration: Duration::from_secs(1800)
+            }
+        );
+        assert_eq!(c.department_for_topic("refund").unwrap().id, "billing");
+        // The round trip the admin API relies on.
+        let json = serde_json::to_value(&c.bot).unwrap();
+        let back: BotConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(back.handover.actions, h.actions);
+    }
+
+    #[test]
+    fn broken_references_are_refused() {
+        for (toml, needle) in [
+            ("[bot.handover]\ndepartment = \"nope\"\n", "nope"),
+            (
+                "[[departments]]\nid = \"a\"\ntimezone = \"Mars/Olympus\"\n",
+                "Mars/Olympus",
+            ),
+            (
+                "[[departments]]\nid = \"a\"\nhours = [\"someday 9-5\"]\n",
+                "someday",
+            ),
+            (
+                "[[bot.handover.actions]]\ntype = \"teleport\"\n",
+                "teleport",
+            ),
+            ("[llm]\nbase_url = \"ftp://x\"\nmodel = \"m\"\n", "http"),
+        ] {
+            let err = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(err.contains(needle), "{toml}: {err}");
+        }
     }
 
     #[test]

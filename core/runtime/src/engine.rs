@@ -1,6 +1,6 @@
 //! The runtime proper: every write to a conversation goes through here.
 
-use crate::bot::{Bot, BotTurn};
+use crate::bot::{Bot, BotMessage, BotReply, BotTurn};
 use crate::bus::EventBus;
 use crate::config::{BotConfig, Config};
 use crate::webhooks::Dispatcher;
@@ -54,6 +54,19 @@ struct Inner {
     bot: Arc<dyn Bot>,
     channels: RwLock<HashMap<ChannelKind, Arc<dyn Channel>>>,
     webhook_wake: Arc<Notify>,
+    /// One automatic-assignment run at a time on this node.
+    assign_lock: tokio::sync::Mutex<()>,
+    /// For post-hand-over webhooks and the LLM.
+    http: reqwest::Client,
+    /// A bot reply as it is being written (LLM streaming); ephemeral, this node only.
+    drafts: tokio::sync::broadcast::Sender<Draft>,
+}
+
+/// The text a bot has written so far in a streamed reply.
+#[derive(Clone, Debug)]
+pub struct Draft {
+    pub conversation_id: String,
+    pub text: String,
 }
 
 /// Writes made in one transaction, to announce once it commits.
@@ -86,6 +99,12 @@ impl Runtime {
                 bot,
                 channels: RwLock::new(HashMap::new()),
                 webhook_wake: Arc::new(Notify::new()),
+                assign_lock: tokio::sync::Mutex::new(()),
+                http: reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap_or_default(),
+                drafts: tokio::sync::broadcast::channel(256).0,
             }),
         }
     }
@@ -108,6 +127,36 @@ impl Runtime {
 
     pub fn now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// The bot behind every conversation.
+    pub(crate) fn bot_engine(&self) -> &dyn Bot {
+        self.inner.bot.as_ref()
+    }
+
+    pub(crate) fn assign_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.assign_lock
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Streamed bot replies as they are written, for the widget.
+    pub fn drafts(&self) -> tokio::sync::broadcast::Receiver<Draft> {
+        self.inner.drafts.subscribe()
+    }
+
+    /// Whether any queue is assigned automatically (else nothing to do on a freed seat).
+    fn auto_assignment(&self) -> bool {
+        use baton_model::routing::Assignment;
+        self.inner.config.routing.assignment != Assignment::Manual
+            || self
+                .inner
+                .config
+                .departments
+                .iter()
+                .any(|d| d.assignment != Assignment::Manual)
     }
 
     /// The live settings of a bot; unknown ids fall back to the default bot.
@@ -305,6 +354,14 @@ impl Runtime {
     }
 
     async fn request_human(&self, conv: Conversation) -> Result<Conversation> {
+        self.request_human_with(conv, true).await
+    }
+
+    async fn request_human_with(
+        &self,
+        conv: Conversation,
+        collect_contact: bool,
+    ) -> Result<Conversation> {
         let bot = self.bot_config(&conv.bot_id);
         let handover = &bot.handover;
         if !handover.enabled {
@@ -319,10 +376,123 @@ impl Runtime {
                 if conv.state.status == Status::Resolved {
                     self.apply(&conv.id, |_| Input::VisitorMessage).await?;
                 }
-                self.escalate(&conv.id, Reason::known(Reason::VISITOR_REQUEST), None, None)
-                    .await
+                let reason = Reason::known(Reason::VISITOR_REQUEST);
+                if collect_contact
+                    && self
+                        .start_collecting(&conv.id, &reason, None, vec![])
+                        .await?
+                {
+                    return self.conversation(&conv.id).await;
+                }
+                self.escalate(&conv.id, reason, None, None).await
             }
         }
+    }
+
+    /// Starts the contact collector before a hand-over when the bot asks for
+    /// details the contact lacks: stores the question (as the bot, under the
+    /// who-may-speak gate) and the pending hand-over. False when nothing is
+    /// missing, and the hand-over should go ahead.
+    async fn start_collecting(
+        &self,
+        conversation_id: &str,
+        reason: &Reason,
+        topic: Option<String>,
+        preface: Vec<BotMessage>,
+    ) -> Result<bool> {
+        let conv = self.conversation(conversation_id).await?;
+        let bot = self.bot_config(&conv.bot_id);
+        let known = baton_bot::Known {
+            email: conv.contact.email.is_some(),
+            name: conv.contact.name.is_some(),
+            phone: conv.contact.phone.is_some(),
+        };
+        let Some(baton_bot::Next::Ask { state, question }) = baton_bot::collect::start(
+            &bot.handover.collect_contact.0,
+            known,
+            reason.as_str(),
+            topic,
+        ) else {
+            return Ok(false);
+        };
+        let json = serde_json::to_string(&state)
+            .map_err(|e| Error::Invalid(format!("cannot store the collector: {e}")))?;
+        self.inner
+            .store
+            .set_collecting(conversation_id, Some(&json))
+            .await?;
+        let mut messages = preface;
+        messages.push(BotMessage {
+            text: question,
+            actions: vec![],
+        });
+        self.store_bot_messages(conversation_id, &conv.bot_id, messages)
+            .await?;
+        Ok(true)
+    }
+
+    /// The visitor answered the contact collector: save what is valid, then
+    /// ask the next question or hand over.
+    async fn collector_turn(
+        &self,
+        conv: &Conversation,
+        pending: &str,
+        text: &str,
+    ) -> Result<BotReply> {
+        let Ok(state) = serde_json::from_str::<baton_bot::Collecting>(pending) else {
+            warn!(conversation_id = %conv.id, "unreadable collector state; dropped");
+            self.inner.store.set_collecting(&conv.id, None).await?;
+            return Ok(BotReply::default());
+        };
+        let bot = self.bot_config(&conv.bot_id);
+        let known = baton_bot::Known {
+            email: conv.contact.email.is_some(),
+            name: conv.contact.name.is_some(),
+            phone: conv.contact.phone.is_some(),
+        };
+        let (update, next) =
+            baton_bot::collect::answer(&state, &bot.handover.collect_contact.0, known, text);
+        if update != baton_bot::ContactUpdate::default() {
+            self.inner
+                .store
+                .update_contact(
+                    &conv.contact.id,
+                    update.name.as_deref(),
+                    update.email.as_deref(),
+                    update.phone.as_deref(),
+                )
+                .await?;
+        }
+        let say = |text: String| BotMessage {
+            text,
+            actions: vec![],
+        };
+        Ok(match next {
+            baton_bot::Next::Ask { state, question } => {
+                let json = serde_json::to_string(&state)
+                    .map_err(|e| Error::Invalid(format!("cannot store the collector: {e}")))?;
+                self.inner
+                    .store
+                    .set_collecting(&conv.id, Some(&json))
+                    .await?;
+                BotReply {
+                    messages: vec![say(question)],
+                    ..BotReply::default()
+                }
+            }
+            baton_bot::Next::HandOver {
+                reason,
+                topic,
+                said,
+            } => {
+                self.inner.store.set_collecting(&conv.id, None).await?;
+                BotReply {
+                    messages: vec![say(said)],
+                    escalate: Reason::new(reason).ok(),
+                    topic,
+                }
+            }
+        })
     }
 
     /// The leave-a-message form: the visitor's address (and name) go on the
@@ -344,9 +514,15 @@ impl Runtime {
             .store
             .update_contact(&conv.contact.id, name, Some(email), None)
             .await?;
+        // The form asked already: no collector questions on top.
         let conv = self
-            .request_human(self.conversation(conversation_id).await?)
+            .request_human_with(self.conversation(conversation_id).await?, false)
             .await?;
+        if !conv.tags.iter().any(|t| t == "offline") {
+            let mut tags = conv.tags.clone();
+            tags.push("offline".to_owned());
+            self.set_tags(&conv.id, &tags).await?;
+        }
         if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
             self.store_visitor_message(&conv.id, NewMessage::text(SenderKind::Visitor, text))
                 .await?;
@@ -379,10 +555,7 @@ impl Runtime {
     /// Whether some agent who may answer is online: the widget offers a
     /// leave-a-message form when nobody is.
     pub async fn agents_available(&self) -> Result<bool> {
-        let users = self.inner.store.list_users().await?;
-        Ok(users.iter().any(|u| {
-            u.role.may_respond() && self.effective_presence(u) == baton_model::Presence::Online
-        }))
+        Ok(self.availability(None).await? != baton_model::routing::Availability::Offline)
     }
 
     /// A staff member's presence as visitors should see it: what they chose,
@@ -556,52 +729,171 @@ impl Runtime {
             return Ok(());
         };
         let settings = self.bot_config(&conv.bot_id);
-        let reply = self
-            .inner
-            .bot
-            .reply(BotTurn {
-                bot_id: &conv.bot_id,
-                conversation: &conv,
-                history: &history,
-                text: &last.text,
-                settings: &settings,
-            })
-            .await;
-
-        let now = self.now();
-        let mut tx = self.inner.store.begin().await?;
-        let Some(locked) = tx.lock_conversation(conversation_id).await? else {
-            return Err(Error::NotFound("conversation"));
+        let mut pending = self.inner.store.collecting(conversation_id).await?;
+        // A human stepped in since the collector last asked: its question is moot.
+        let last_human = history
+            .iter()
+            .rposition(|m| matches!(m.sender, SenderKind::Agent | SenderKind::System));
+        let last_bot = history.iter().rposition(|m| m.sender == SenderKind::Bot);
+        if pending.is_some() && last_human > last_bot {
+            self.inner
+                .store
+                .set_collecting(conversation_id, None)
+                .await?;
+            pending = None;
+        }
+        let from_collector = pending.is_some();
+        let mut reply = match pending {
+            Some(pending) => self.collector_turn(&conv, &pending, &last.text).await?,
+            None => {
+                let drafts = self.inner.drafts.clone();
+                let id = conversation_id.to_owned();
+                let draft = move |text: &str| {
+                    // Nobody listening is fine: a draft is only a preview.
+                    let _ = drafts.send(Draft {
+                        conversation_id: id.clone(),
+                        text: text.to_owned(),
+                    });
+                };
+                self.inner
+                    .bot
+                    .reply(BotTurn {
+                        bot_id: &conv.bot_id,
+                        conversation: &conv,
+                        history: &history,
+                        text: &last.text,
+                        settings: &settings,
+                        draft: &draft,
+                    })
+                    .await
+            }
         };
-        // The who-may-speak gate, under the row lock: a claim that committed
-        // while the bot was thinking wins, and the reply is dropped.
-        if !bot_may_speak(&locked.state, now) {
-            tx.rollback().await?;
-            debug!(%conversation_id, status = %locked.state.status, "bot reply dropped: a human holds the conversation");
+        // The bot wants a human: first the contact's details, where configured.
+        if let Some(reason) = reply.escalate.clone()
+            && !from_collector
+            && settings.handover.enabled
+            && self
+                .start_collecting(
+                    conversation_id,
+                    &reason,
+                    reply.topic.clone(),
+                    std::mem::take(&mut reply.messages),
+                )
+                .await?
+        {
             return Ok(());
         }
-        let mut done = Committed::default();
-        let mut messages = vec![];
-        for m in reply.messages {
-            let new = self.bot_message(&conv.bot_id, m.text, m.actions);
-            messages.push(tx.append_message(conversation_id, &new, now).await?);
-        }
-        if !messages.is_empty() {
-            let snapshot = self
-                .finish(&mut tx, &locked, &[], messages, &mut done, now)
-                .await?;
-            tx.commit().await?;
-            self.after_commit(&snapshot, done);
-        } else {
-            tx.rollback().await?;
-        }
-        if let Some(reason) = reply.escalate {
+        let spoke = self
+            .store_bot_messages(conversation_id, &conv.bot_id, reply.messages)
+            .await?;
+        if let Some(reason) = reply.escalate
+            && spoke
+        {
+            if let Some(topic) = &reply.topic {
+                self.inner
+                    .store
+                    .set_topic(conversation_id, Some(topic))
+                    .await?;
+            }
             match self.escalate(conversation_id, reason, None, None).await {
                 Ok(_) | Err(Error::Transition(_)) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(())
+    }
+
+    /// Stores the bot's messages if it may still speak, checked under the
+    /// conversation's row lock: a claim that committed while the bot was
+    /// thinking wins, and the reply is dropped. Returns whether it spoke.
+    async fn store_bot_messages(
+        &self,
+        conversation_id: &str,
+        bot_id: &str,
+        messages: Vec<BotMessage>,
+    ) -> Result<bool> {
+        let now = self.now();
+        let mut tx = self.inner.store.begin().await?;
+        let Some(locked) = tx.lock_conversation(conversation_id).await? else {
+            return Err(Error::NotFound("conversation"));
+        };
+        if !bot_may_speak(&locked.state, now) {
+            tx.rollback().await?;
+            debug!(%conversation_id, status = %locked.state.status, "bot reply dropped: a human holds the conversation");
+            return Ok(false);
+        }
+        if messages.is_empty() {
+            tx.rollback().await?;
+            return Ok(true);
+        }
+        let mut done = Committed::default();
+        let mut stored = vec![];
+        for m in messages {
+            let new = self.bot_message(bot_id, m.text, m.actions);
+            stored.push(tx.append_message(conversation_id, &new, now).await?);
+        }
+        let snapshot = self
+            .finish(&mut tx, &locked, &[], stored, &mut done, now)
+            .await?;
+        tx.commit().await?;
+        self.after_commit(&snapshot, done);
+        Ok(true)
+    }
+
+    /// Appends a system message (a closing message, a notice) in its own transaction.
+    pub(crate) async fn system_message(
+        &self,
+        conversation_id: &str,
+        text: String,
+    ) -> Result<Message> {
+        let now = self.now();
+        let mut tx = self.inner.store.begin().await?;
+        let Some(locked) = tx.lock_conversation(conversation_id).await? else {
+            return Err(Error::NotFound("conversation"));
+        };
+        let message = tx
+            .append_message(
+                conversation_id,
+                &NewMessage::text(SenderKind::System, text),
+                now,
+            )
+            .await?;
+        let mut done = Committed::default();
+        let snapshot = self
+            .finish_appended(&mut tx, &locked, &[], vec![message.clone()], &mut done, now)
+            .await?;
+        tx.commit().await?;
+        self.after_commit(&snapshot, done);
+        Ok(message)
+    }
+
+    /// Keeps the bot silent until `until` (never shortens a running pause).
+    pub(crate) async fn pause_bot_until(
+        &self,
+        conversation_id: &str,
+        until: Timestamp,
+    ) -> Result<()> {
+        for _ in 0..MAX_CAS_RETRIES {
+            let conv = self.conversation(conversation_id).await?;
+            if conv.state.bot_paused_until.is_some_and(|t| t >= until) {
+                return Ok(());
+            }
+            let mut next = conv.state.clone();
+            next.bot_paused_until = Some(until);
+            let mut tx = self.inner.store.begin().await?;
+            if !tx
+                .cas_state(&conv.id, conv.version, &next, self.now())
+                .await?
+            {
+                tx.rollback().await?;
+                continue;
+            }
+            tx.commit().await?;
+            return Ok(());
+        }
+        Err(Error::Conflict(
+            "the conversation is too busy; try again".into(),
+        ))
     }
 
     fn bot_message(
@@ -630,6 +922,14 @@ impl Runtime {
         by: Option<&AgentRef>,
         department: Option<String>,
     ) -> Result<Conversation> {
+        let before = self.conversation(conversation_id).await?;
+        let topic = self.inner.store.topic(conversation_id).await?;
+        let department = department.or_else(|| self.route(&before.bot_id, topic.as_deref()));
+        if let Some(d) = &department
+            && self.config().department(d).is_none()
+        {
+            return Err(Error::Invalid(format!("unknown department `{d}`")));
+        }
         let conv = self
             .apply(conversation_id, |conv| Input::Escalate {
                 reason: reason.clone(),
@@ -638,8 +938,33 @@ impl Runtime {
                 pause_bot_for_ms: self.pause_ms(conv),
             })
             .await?;
+        if conv.state.escalated_at == before.state.escalated_at {
+            return Ok(conv);
+        }
         info!(%conversation_id, reason = %reason, "conversation escalated");
+        // A pending contact collector is moot once a human is on the way.
+        self.inner
+            .store
+            .set_collecting(conversation_id, None)
+            .await?;
+        // Routing first, then the bot's post-hand-over actions, in order.
+        let rt = self.clone();
+        let id = conversation_id.to_owned();
+        tokio::spawn(async move {
+            if rt.auto_assignment() {
+                rt.assign_waiting().await;
+            }
+            rt.run_actions(&id).await;
+        });
         Ok(conv)
+    }
+
+    /// A staff member's presence changed: an online agent may take queued conversations.
+    pub fn presence_changed(&self) {
+        if self.auto_assignment() {
+            let rt = self.clone();
+            tokio::spawn(async move { rt.assign_waiting().await });
+        }
     }
 
     pub async fn claim(&self, conversation_id: &str, agent: &AgentRef) -> Result<Conversation> {
@@ -739,6 +1064,21 @@ impl Runtime {
                 .await?;
             tx.commit().await?;
             self.after_commit(&snapshot, done);
+            let frees_a_seat = effects.iter().any(|e| {
+                matches!(
+                    e,
+                    Effect::Emit(
+                        EventKind::Released
+                            | EventKind::Resolved
+                            | EventKind::Unclaimed
+                            | EventKind::Transferred
+                            | EventKind::Abandoned
+                    )
+                )
+            });
+            if frees_a_seat {
+                self.presence_changed();
+            }
             return Ok(snapshot);
         }
         Err(Error::Conflict(
@@ -773,9 +1113,8 @@ impl Runtime {
         for effect in effects {
             if let Effect::Notify(notice) = effect {
                 let bot = self.bot_config(&conv.bot_id);
-                // Nobody to hand over to: say so, rather than promise someone.
-                let text = if *notice == Notice::Escalated && !self.agents_available().await? {
-                    bot.handover.offline_message.clone()
+                let text = if *notice == Notice::Escalated {
+                    self.escalation_notice(tx, &conv.id, &bot).await?
                 } else {
                     notice_text(&bot, notice)
                 };
@@ -786,6 +1125,29 @@ impl Runtime {
             }
         }
         Ok(out)
+    }
+
+    /// What the visitor is told at a hand-over: someone is coming, their place
+    /// in the queue when everyone is busy, or the offline message when nobody
+    /// is there (closed, or nobody online in the department).
+    async fn escalation_notice(&self, tx: &mut Tx, id: &str, bot: &BotConfig) -> Result<String> {
+        use baton_model::routing::Availability;
+        let current = self.snapshot(tx, id).await?;
+        Ok(
+            match self
+                .availability(current.state.department.as_deref())
+                .await?
+            {
+                Availability::Available => bot.handover.online_message.clone(),
+                Availability::Busy => {
+                    let position = tx.queue_position(id).await?.unwrap_or(1);
+                    bot.handover
+                        .queue_message
+                        .replace("{position}", &position.to_string())
+                }
+                Availability::Offline => bot.handover.offline_message.clone(),
+            },
+        )
     }
 
     /// Records the transition's event and one `message.created` per message,

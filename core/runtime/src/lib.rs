@@ -13,12 +13,17 @@
 //!   bot talk over a human, on any channel;
 //! - it knows nothing of HTTP: the web crate and the channels call it.
 
+mod actions;
 pub mod auth;
 pub mod bot;
 pub mod bus;
 mod clock;
 pub mod config;
 mod engine;
+pub mod hours;
+mod knowledge;
+pub mod llm;
+mod routing;
 mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -29,8 +34,9 @@ pub use bus::EventBus;
 pub use clock::Clock;
 pub use config::Config;
 pub use engine::{
-    PRESENCE_HEARTBEAT_MS, PRESENCE_TIMEOUT_MS, Runtime, StartConversation, notice_text,
+    Draft, PRESENCE_HEARTBEAT_MS, PRESENCE_TIMEOUT_MS, Runtime, StartConversation, notice_text,
 };
+pub use knowledge::KnowledgeEntry;
 
 /// The id of the bot configured by `[bot]`.
 pub const DEFAULT_BOT: &str = "default";

@@ -28,7 +28,8 @@ pub fn patched(base: &BotConfig, patch: &Value) -> Result<BotConfig> {
 }
 
 impl Runtime {
-    /// Applies the saved admin changes on top of `baton.toml`. A saved patch
+    /// Applies the saved admin changes on top of `baton.toml`, and the
+    /// knowledge-base edits on top of the knowledge folders. A saved patch
     /// that no longer fits (a setting was renamed) is reported and skipped.
     pub async fn load_bot_settings(&self) -> Result<()> {
         for (bot_id, json) in self.store().bot_settings().await? {
@@ -48,7 +49,7 @@ impl Runtime {
                 Err(e) => warn!(%bot_id, error = %e, "saved bot settings no longer apply; ignored"),
             }
         }
-        Ok(())
+        self.load_knowledge_edits().await
     }
 
     /// Changes a bot's settings: `patch` is a partial settings object, merged
@@ -68,6 +69,7 @@ impl Runtime {
             .unwrap_or_else(|| Value::Object(Default::default()));
         merge(&mut saved, patch);
         let bot = patched(&base, &saved)?;
+        self.config().check_bot(&bot).map_err(Error::Invalid)?;
         self.store()
             .save_bot_settings(bot_id, &saved.to_string(), self.now())
             .await?;

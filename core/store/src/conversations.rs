@@ -379,6 +379,22 @@ impl Tx {
         row.as_ref().map(rows::conversation).transpose()
     }
 
+    /// 1-based place of a `waiting` conversation in its department's queue,
+    /// as this transaction sees it.
+    pub async fn queue_position(&mut self, id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM conversations o, conversations c \
+             WHERE c.id = $1 AND c.status = 'waiting' AND o.status = 'waiting' \
+             AND ((o.department IS NULL AND c.department IS NULL) OR o.department = c.department) \
+             AND (o.escalated_at < c.escalated_at OR (o.escalated_at = c.escalated_at AND o.id <= c.id))",
+        )
+        .bind(id)
+        .fetch_one(&mut *self.inner)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok((n > 0).then_some(n))
+    }
+
     /// Locks the conversation's row for the rest of the transaction and reads it.
     ///
     /// A no-op write takes the lock on both backends (PostgreSQL's row lock,

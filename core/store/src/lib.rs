@@ -19,13 +19,15 @@ mod rows;
 mod settings;
 mod users;
 mod webhooks;
+mod work;
 
 pub use conversations::{
     AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage,
 };
 pub use events::{StoredEvent, new_event_id};
-pub use users::{ApiToken, NewUser, SessionRecord, User};
+pub use users::{ApiToken, NewUser, RoutingUpdate, SessionRecord, User};
 pub use webhooks::{Delivery, DeliveryStatus, NewWebhook, Webhook};
+pub use work::{ActionRun, HandoverTimes, Notification, Task};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Transaction};

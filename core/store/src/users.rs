@@ -16,6 +16,17 @@ pub struct User {
     pub presence: Presence,
     /// The last request or inbox heartbeat; `None` before the first.
     pub last_seen_at: Option<Timestamp>,
+    /// Departments this person works in; none means every department.
+    pub departments: Vec<String>,
+    /// Topics (intent or knowledge-base entry ids) this person knows best.
+    pub expertise: Vec<String>,
+    /// Conversations held at once before automatic assignment skips them; 0 is no limit.
+    pub capacity: i64,
+    /// When automatic assignment last gave them a conversation (round robin).
+    pub last_assigned_at: Option<Timestamp>,
+    /// Notification settings: a conversation is assigned to me / a task is.
+    pub notify_assigned: bool,
+    pub notify_task: bool,
     pub password_hash: String,
     pub created_at: Timestamp,
 }
@@ -43,8 +54,22 @@ pub struct ApiToken {
     pub created_at: Timestamp,
 }
 
-const USER_COLUMNS: &str =
-    "id, email, name, role, presence, last_seen_at, password_hash, created_at";
+const USER_COLUMNS: &str = "id, email, name, role, presence, last_seen_at, departments, \
+     expertise, capacity, last_assigned_at, notify_assigned, notify_task, password_hash, created_at";
+/// The same columns on the alias `u`, for joins.
+const U_COLUMNS: &str = "u.id, u.email, u.name, u.role, u.presence, u.last_seen_at, \
+     u.departments, u.expertise, u.capacity, u.last_assigned_at, u.notify_assigned, \
+     u.notify_task, u.password_hash, u.created_at";
+
+/// A staff member's routing and notification settings; `None` keeps the current value.
+#[derive(Clone, Debug, Default)]
+pub struct RoutingUpdate {
+    pub departments: Option<Vec<String>>,
+    pub expertise: Option<Vec<String>>,
+    pub capacity: Option<i64>,
+    pub notify_assigned: Option<bool>,
+    pub notify_task: Option<bool>,
+}
 
 fn user(row: &AnyRow) -> Result<User> {
     let role: String = row.try_get("role")?;
@@ -58,9 +83,22 @@ fn user(row: &AnyRow) -> Result<User> {
         last_seen_at: row
             .try_get::<Option<i64>, _>("last_seen_at")?
             .map(Timestamp),
+        departments: json_list(row, "departments")?,
+        expertise: json_list(row, "expertise")?,
+        capacity: row.try_get("capacity")?,
+        last_assigned_at: row
+            .try_get::<Option<i64>, _>("last_assigned_at")?
+            .map(Timestamp),
+        notify_assigned: row.try_get::<i64, _>("notify_assigned")? != 0,
+        notify_task: row.try_get::<i64, _>("notify_task")? != 0,
         password_hash: row.try_get("password_hash")?,
         created_at: Timestamp(row.try_get("created_at")?),
     })
+}
+
+fn json_list(row: &AnyRow, column: &str) -> Result<Vec<String>> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| Error::Corrupt(format!("users.{column}: {e}")))
 }
 
 impl Store {
@@ -143,6 +181,52 @@ impl Store {
         self.user(user_id).await
     }
 
+    /// Changes a user's routing and notification settings.
+    pub async fn update_routing(&self, user_id: &str, update: &RoutingUpdate) -> Result<()> {
+        let list = |l: &Option<Vec<String>>| {
+            l.as_ref()
+                .map(|l| serde_json::to_string(l).unwrap_or_else(|_| "[]".into()))
+        };
+        sqlx::query(
+            "UPDATE users SET departments = COALESCE($1, departments), \
+             expertise = COALESCE($2, expertise), capacity = COALESCE($3, capacity), \
+             notify_assigned = COALESCE($4, notify_assigned), \
+             notify_task = COALESCE($5, notify_task) WHERE id = $6",
+        )
+        .bind(list(&update.departments))
+        .bind(list(&update.expertise))
+        .bind(update.capacity)
+        .bind(update.notify_assigned.map(i64::from))
+        .bind(update.notify_task.map(i64::from))
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that automatic assignment just gave this user a conversation.
+    pub async fn mark_assigned(&self, user_id: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE users SET last_assigned_at = $1 WHERE id = $2")
+            .bind(now.millis())
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// How many `active` conversations each staff member holds.
+    pub async fn active_load(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let rows = sqlx::query(
+            "SELECT assignee_id, COUNT(*) AS n FROM conversations \
+             WHERE status = 'active' AND assignee_id IS NOT NULL GROUP BY assignee_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("assignee_id")?, r.try_get("n")?)))
+            .collect()
+    }
+
     /// Records that a staff member is here now.
     pub async fn touch_user(&self, user_id: &str, now: Timestamp) -> Result<()> {
         sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
@@ -186,16 +270,16 @@ impl Store {
 
     /// The live session for a token hash, if it has not expired.
     pub async fn session(&self, token_hash: &str, now: Timestamp) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query(
-            "SELECT s.csrf_token, s.expires_at, u.id, u.email, u.name, u.role, u.presence, u.last_seen_at, \
-                    u.password_hash, u.created_at \
+        let sql = format!(
+            "SELECT s.csrf_token, s.expires_at, {U_COLUMNS} \
              FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2",
-        )
-        .bind(token_hash)
-        .bind(now.millis())
-        .fetch_optional(&self.pool)
-        .await?;
+             WHERE s.token_hash = $1 AND s.expires_at > $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(now.millis())
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SessionRecord {
             user: user(&row)?,
@@ -241,14 +325,14 @@ impl Store {
 
     /// The user an API token belongs to.
     pub async fn user_by_api_token(&self, token_hash: &str) -> Result<Option<User>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.email, u.name, u.role, u.presence, u.last_seen_at, u.password_hash, \
-             u.created_at \
-             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT {U_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user).transpose()
     }
 }

@@ -741,6 +741,12 @@
       case 'typing':
         if (frame.from && frame.from !== 'visitor') showTyping(String(frame.from));
         break;
+      case 'draft':
+        // A bot reply streamed as it is written; the stored message replaces it.
+        if (typeof frame.text === 'string' && (S.status === 'bot' || S.status === 'resolved')) {
+          showDraft(frame.text);
+        }
+        break;
       case 'error':
         showError(errorText({ data: frame }, 'Something went wrong.'));
         break;
@@ -775,6 +781,8 @@
     if (!status) return;
     const prev = S.status;
     S.status = status;
+    // A human took over: a half-written bot reply will not be sent.
+    if (status !== 'bot' && typingEl.classList.contains('baton-draft')) hideTyping();
     S.agent = agent && agent.name ? { name: String(agent.name) } : null;
     if (typeof queuePosition === 'number') S.queuePosition = queuePosition;
     else if (queuePosition === null || status !== 'waiting') S.queuePosition = null;
@@ -1304,9 +1312,20 @@
     S.typingTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
   }
 
+  function showDraft(text) {
+    typingText.textContent = text;
+    typingEl.classList.add('baton-draft');
+    const near = isNearBottom();
+    typingEl.hidden = false;
+    if (near) scrollToBottom();
+    clearTimeout(S.typingTimer);
+    S.typingTimer = setTimeout(hideTyping, 30000);
+  }
+
   function hideTyping() {
     clearTimeout(S.typingTimer);
     typingEl.hidden = true;
+    typingEl.classList.remove('baton-draft');
   }
 
   // ----------------------------------------------------- leave-a-message form

@@ -171,8 +171,13 @@ struct Report {
     total: usize,
     by_reason: BTreeMap<String, usize>,
     by_channel: BTreeMap<String, usize>,
+    by_department: BTreeMap<String, usize>,
+    /// Per UTC day: `(total, by reason)`.
+    by_day: BTreeMap<String, (usize, BTreeMap<String, usize>)>,
     rows: Vec<ReportRow>,
     claim_seconds: Vec<f64>,
+    /// Who claimed each conversation (the latest claim in range).
+    claimed_by: HashMap<String, (String, String)>,
 }
 
 fn parse_bound(value: Option<&str>, field: &str, default: Timestamp) -> ApiResult<Timestamp> {
@@ -223,9 +228,25 @@ async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
         total: 0,
         by_reason: BTreeMap::new(),
         by_channel: BTreeMap::new(),
+        by_department: BTreeMap::new(),
+        by_day: BTreeMap::new(),
         rows: vec![],
         claim_seconds: vec![],
+        claimed_by: HashMap::new(),
     };
+    for e in &events {
+        let env = &e.envelope;
+        if env.kind == EventKind::Claimed
+            && env.created_at >= from
+            && env.created_at < to
+            && let Some(a) = &env.data.conversation.assignee
+        {
+            report.claimed_by.insert(
+                env.data.conversation.id.clone(),
+                (a.id.clone(), a.name.clone()),
+            );
+        }
+    }
     for e in &events {
         let env = &e.envelope;
         if env.created_at < from || env.created_at >= to {
@@ -257,6 +278,14 @@ async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
             .by_channel
             .entry(conv.channel.to_string())
             .or_default() += 1;
+        *report
+            .by_department
+            .entry(conv.department.clone().unwrap_or_else(|| "none".to_owned()))
+            .or_default() += 1;
+        let day: String = env.created_at.to_rfc3339().chars().take(10).collect();
+        let bucket = report.by_day.entry(day).or_default();
+        bucket.0 += 1;
+        *bucket.1.entry(handover.reason.clone()).or_default() += 1;
         report.rows.push(ReportRow {
             event_id: env.id.clone(),
             conversation_id: conv.id.clone(),
@@ -278,23 +307,109 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     sorted.get(rank.min(sorted.len() - 1)).copied()
 }
 
+fn timing(mut seconds: Vec<f64>) -> Value {
+    seconds.sort_by(f64::total_cmp);
+    json!({
+        "count": seconds.len(),
+        "p50_seconds": percentile(&seconds, 50.0),
+        "p90_seconds": percentile(&seconds, 90.0),
+        "mean_seconds": (!seconds.is_empty()).then(|| seconds.iter().sum::<f64>() / seconds.len() as f64),
+    })
+}
+
+/// `GET /api/v1/reports/handovers?from&to`: hand-overs by reason, channel,
+/// department and day; time to claim, first response and resolution;
+/// workload per agent; how many conversations the bot handled alone.
 pub async fn handover_report(
     State(state): State<AppState>,
     _staff: Staff,
     Q(q): Q<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
-    let mut r = build_report(&state, &q).await?;
-    r.claim_seconds.sort_by(f64::total_cmp);
+    let r = build_report(&state, &q).await?;
+    let store = state.runtime().store();
+    let times = store.handover_times(r.from, r.to).await?;
+    let secs = |a: Timestamp, b: Timestamp| b.since(a) as f64 / 1000.0;
+    let first_response: Vec<f64> = times
+        .iter()
+        .filter_map(|t| {
+            t.first_agent_reply_at
+                .filter(|f| *f >= t.handover_at)
+                .map(|f| secs(t.handover_at, f))
+        })
+        .collect();
+    let resolution: Vec<f64> = times
+        .iter()
+        .filter_map(|t| {
+            t.resolved_at
+                .filter(|f| *f >= t.handover_at)
+                .map(|f| secs(t.handover_at, f))
+        })
+        .collect();
+
+    // Workload: conversations each agent claimed in the range, what they hold
+    // now, and how quickly they first answered the ones they claimed.
+    let load = store.active_load().await?;
+    let mut workload: BTreeMap<String, (String, usize, Vec<f64>)> = BTreeMap::new();
+    for (conv_id, (agent_id, name)) in &r.claimed_by {
+        let entry = workload
+            .entry(agent_id.clone())
+            .or_insert_with(|| (name.clone(), 0, vec![]));
+        entry.1 += 1;
+        if let Some(t) = times.iter().find(|t| t.conversation_id == *conv_id)
+            && let (Some(claimed), Some(first)) = (t.claimed_at, t.first_agent_reply_at)
+            && first >= claimed
+        {
+            entry.2.push(secs(claimed, first));
+        }
+    }
+    for user in store.list_users().await? {
+        if user.role.may_respond() {
+            workload
+                .entry(user.id.clone())
+                .or_insert_with(|| (user.name.clone(), 0, vec![]));
+        }
+    }
+    let workload: Vec<Value> = workload
+        .into_iter()
+        .map(|(id, (name, claimed, first))| {
+            json!({
+                "agent": {"id": id, "name": name},
+                "claimed": claimed,
+                "active_now": load.get(&id).copied().unwrap_or(0),
+                "first_response": timing(first),
+            })
+        })
+        .collect();
+
+    let started = store.started_count(r.from, r.to).await?;
+    let handed_over: std::collections::HashSet<&str> = r
+        .rows
+        .iter()
+        .map(|row| row.conversation_id.as_str())
+        .collect();
+    let contained = (started - handed_over.len() as i64).max(0);
+    let over_time: Vec<Value> = r
+        .by_day
+        .iter()
+        .map(|(day, (total, reasons))| json!({"date": day, "total": total, "by_reason": reasons}))
+        .collect();
     Ok(Json(json!({
         "from": r.from,
         "to": r.to,
         "total": r.total,
         "by_reason": r.by_reason,
         "by_channel": r.by_channel,
-        "time_to_claim": {
-            "count": r.claim_seconds.len(),
-            "p50_seconds": percentile(&r.claim_seconds, 50.0),
-            "p90_seconds": percentile(&r.claim_seconds, 90.0),
+        "by_department": r.by_department,
+        "over_time": over_time,
+        "time_to_claim": timing(r.claim_seconds.clone()),
+        "time_to_first_response": timing(first_response),
+        "time_to_resolution": timing(resolution),
+        "workload": workload,
+        "containment": {
+            "conversations": started,
+            "handed_over": handed_over.len(),
+            "contained": contained,
+            "rate": (started > 0).then(|| contained as f64 / started as f64),
         },
     })))
 }
@@ -305,23 +420,45 @@ pub async fn handover_report_csv(
     Q(q): Q<RangeQuery>,
 ) -> ApiResult<Response> {
     let r = build_report(&state, &q).await?;
+    let times: HashMap<String, baton_store::HandoverTimes> = state
+        .runtime()
+        .store()
+        .handover_times(r.from, r.to)
+        .await?
+        .into_iter()
+        .map(|t| (t.conversation_id.clone(), t))
+        .collect();
     let mut out = String::from(
-        "event_id,conversation_id,reason,channel,department,escalated_at,time_to_claim_seconds\n",
+        "event_id,conversation_id,reason,channel,department,escalated_at,time_to_claim_seconds,\
+         claimed_by,time_to_first_response_seconds,time_to_resolution_seconds\n",
     );
+    let seconds = |s: Option<f64>| s.map(|s| format!("{s:.3}")).unwrap_or_default();
     for row in &r.rows {
-        let claim = row
-            .claimed_after_seconds
-            .map(|s| format!("{s:.3}"))
+        // Later timings belong to the conversation's latest hand-over only.
+        let t = times
+            .get(&row.conversation_id)
+            .filter(|t| t.handover_at == row.at);
+        let after = |x: Option<Timestamp>| {
+            x.filter(|x| *x >= row.at)
+                .map(|x| x.since(row.at) as f64 / 1000.0)
+        };
+        let claimed_by = r
+            .claimed_by
+            .get(&row.conversation_id)
+            .map(|(_, name)| name.as_str())
             .unwrap_or_default();
         out.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{}\n",
             csv(&row.event_id),
             csv(&row.conversation_id),
             csv(&row.reason),
             csv(&row.channel),
             csv(&row.department),
             row.at,
-            claim
+            seconds(row.claimed_after_seconds),
+            csv(claimed_by),
+            seconds(t.and_then(|t| after(t.first_agent_reply_at))),
+            seconds(t.and_then(|t| after(t.resolved_at))),
         ));
     }
     Ok((

@@ -19,6 +19,7 @@ mod metrics;
 mod settings;
 mod staff;
 mod widget;
+mod work;
 
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
@@ -161,6 +162,17 @@ pub fn router(state: AppState) -> Router {
         .route("/conversations/{id}/transfer", post(staff::transfer))
         .route("/conversations/{id}/typing", post(staff::typing))
         .route("/conversations/{id}/tags", put(staff::set_tags))
+        .route("/conversations/{id}/actions", get(work::action_runs))
+        .route("/tasks", get(work::list_tasks))
+        .route("/tasks/{id}", patch(work::update_task))
+        .route("/notifications", get(work::list_notifications))
+        .route("/notifications/read", post(work::read_notifications))
+        .route("/departments", get(work::list_departments))
+        .route("/bots/{id}/knowledge", get(work::list_knowledge))
+        .route(
+            "/bots/{id}/knowledge/{entry}",
+            put(work::put_knowledge).delete(work::delete_knowledge),
+        )
         .route("/events", get(events::stream))
         .route(
             "/webhooks",

@@ -11,20 +11,22 @@ use baton_runtime::config::BotConfig;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+/// A bot's settings: every `[bot.handover]` key as `baton.toml` spells it
+/// (durations in seconds), plus `pause_bot_for_seconds` for forms.
 fn bot_json(id: &str, bot: &BotConfig) -> Value {
     let h = &bot.handover;
+    let mut handover = serde_json::to_value(h).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = handover.as_object_mut() {
+        obj.insert(
+            "pause_bot_for_seconds".into(),
+            json!(h.pause_bot_for.as_secs()),
+        );
+    }
     json!({
         "id": id,
         "name": bot.name,
         "greeting": bot.greeting,
-        "handover": {
-            "enabled": h.enabled,
-            "monitoring": h.monitoring,
-            "request_button_after": h.request_button_after,
-            "pause_bot_for_seconds": h.pause_bot_for.as_secs(),
-            "online_message": h.online_message,
-            "offline_message": h.offline_message,
-        },
+        "handover": handover,
     })
 }
 
@@ -53,8 +55,10 @@ pub struct BotBody {
     handover: Option<HandoverBody>,
 }
 
+/// The form's fields are checked here; every other `[bot.handover]` key
+/// (`cycle_count`, `phrases`, `actions`, …) passes through to the settings
+/// check, which names what is wrong.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 pub struct HandoverBody {
     #[serde(default)]
     enabled: Option<bool>,
@@ -68,6 +72,8 @@ pub struct HandoverBody {
     online_message: Option<String>,
     #[serde(default)]
     offline_message: Option<String>,
+    #[serde(flatten)]
+    rest: Map<String, Value>,
 }
 
 fn text(
@@ -134,6 +140,9 @@ pub async fn update_bot(
         }
         text(h.online_message, "handover.online_message", 2000, &mut hp)?;
         text(h.offline_message, "handover.offline_message", 2000, &mut hp)?;
+        for (key, value) in h.rest {
+            hp.insert(key, value);
+        }
         patch.insert("handover".into(), Value::Object(hp));
     }
     let bot = state

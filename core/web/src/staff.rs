@@ -29,6 +29,10 @@ pub fn user_json(u: &User) -> Value {
         "name": u.name,
         "role": u.role,
         "presence": u.presence,
+        "departments": u.departments,
+        "expertise": u.expertise,
+        "capacity": u.capacity,
+        "notifications": {"assigned": u.notify_assigned, "task": u.notify_task},
         "created_at": u.created_at,
     })
 }
@@ -148,6 +152,7 @@ pub async fn set_presence(
         .store()
         .set_presence(&staff.user.id, presence)
         .await?;
+    state.runtime().presence_changed();
     let user = User {
         presence,
         ..staff.user
@@ -224,16 +229,81 @@ pub struct UpdateUserBody {
     role: Option<String>,
     #[serde(default)]
     name: Option<String>,
+    /// Departments this person works in; empty is every department.
+    #[serde(default)]
+    departments: Option<Vec<String>>,
+    /// Topics (intent or knowledge-base entry ids) they know best.
+    #[serde(default)]
+    expertise: Option<Vec<String>>,
+    /// Conversations held at once under automatic assignment; 0 is no limit.
+    #[serde(default)]
+    capacity: Option<i64>,
+    #[serde(default)]
+    notifications: Option<NotificationSettings>,
 }
 
-/// `PATCH /api/v1/users/{id}`: change a role or a name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    #[serde(default)]
+    assigned: Option<bool>,
+    #[serde(default)]
+    task: Option<bool>,
+}
+
+fn clean_list(list: Option<Vec<String>>, field: &str) -> ApiResult<Option<Vec<String>>> {
+    let Some(list) = list else { return Ok(None) };
+    let mut out: Vec<String> = vec![];
+    for item in list {
+        let item = item.trim().to_owned();
+        if item.is_empty() || item.chars().count() > 80 {
+            return Err(ApiError::invalid(format!(
+                "each entry of {field} must be 1 to 80 characters"
+            )));
+        }
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    if out.len() > 100 {
+        return Err(ApiError::invalid(format!(
+            "{field} takes at most 100 entries"
+        )));
+    }
+    Ok(Some(out))
+}
+
+/// `PATCH /api/v1/users/{id}`: role, name, routing (departments, expertise,
+/// capacity; admins) and notification settings (admins, or the user).
 pub async fn update_user(
     State(state): State<AppState>,
     staff: Staff,
     Path(id): Path<String>,
     Body(body): Body<UpdateUserBody>,
 ) -> ApiResult<Json<Value>> {
-    staff.require_admin()?;
+    let only_own_notifications = id == staff.user.id
+        && body.role.is_none()
+        && body.name.is_none()
+        && body.departments.is_none()
+        && body.expertise.is_none()
+        && body.capacity.is_none();
+    if !only_own_notifications {
+        staff.require_admin()?;
+    }
+    let departments = clean_list(body.departments, "departments")?;
+    if let Some(list) = &departments
+        && let Some(unknown) = list
+            .iter()
+            .find(|d| state.runtime().config().department(d).is_none())
+    {
+        return Err(ApiError::invalid(format!(
+            "unknown department `{unknown}`; baton.toml's [[departments]] lists them"
+        )));
+    }
+    let expertise = clean_list(body.expertise, "expertise")?;
+    if body.capacity.is_some_and(|c| !(0..=1000).contains(&c)) {
+        return Err(ApiError::invalid("capacity must be 0 (no limit) to 1000"));
+    }
     let target = state
         .runtime()
         .store()
@@ -270,12 +340,25 @@ pub async fn update_user(
         }
         other => other,
     };
+    let routing = baton_store::RoutingUpdate {
+        departments,
+        expertise,
+        capacity: body.capacity,
+        notify_assigned: body.notifications.as_ref().and_then(|n| n.assigned),
+        notify_task: body.notifications.as_ref().and_then(|n| n.task),
+    };
+    state
+        .runtime()
+        .store()
+        .update_routing(&id, &routing)
+        .await?;
     let user = state
         .runtime()
         .store()
         .update_user(&id, role, name)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
+    state.runtime().presence_changed();
     Ok(Json(json!({"user": user_json(&user)})))
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use baton_channel::{Channel, Inbound, RawInbound};
 use baton_channel_web::WebChannel;
 use baton_model::wire::{ConversationView, MessageView};
-use baton_model::{EventKind, SenderKind};
+use baton_model::{EventKind, SenderKind, Status};
 use baton_runtime::auth::{TokenKind, new_token, token_hash};
 use baton_runtime::{DEFAULT_BOT, StartConversation};
 use baton_store::NewContact;
@@ -136,13 +136,17 @@ pub async fn config(
     let bot_id = q.bot.unwrap_or_else(|| DEFAULT_BOT.to_owned());
     known_bot(&state, &bot_id)?;
     let bot = state.runtime().bot_config(&bot_id);
-    let available = state.runtime().agents_available().await?;
+    // The button belongs to the bot's department (seed 001): with nobody
+    // there, it becomes "leave a message".
+    let availability = state.runtime().bot_availability(&bot_id).await?;
+    let available = availability != baton_model::routing::Availability::Offline;
     Ok(Json(json!({
         "bot": {"id": bot_id, "name": bot.name, "greeting": bot.greeting},
         "handover": {
             "enabled": bot.handover.enabled,
             "request_button_after": bot.handover.request_button_after,
             "available": available,
+            "availability": availability,
             "offline_message": bot.handover.offline_message,
         },
     })))
@@ -205,9 +209,24 @@ pub async fn list_messages(
         .await?;
     let view = ConversationView::from(conv);
     let queue_position = state.runtime().queue_position(&view).await?;
+    let all = if q.after <= 0 {
+        messages.clone()
+    } else {
+        state
+            .runtime()
+            .store()
+            .messages(&conv.id, 0, false, 1000)
+            .await?
+    };
+    let bot = state.runtime().bot_config(&conv.bot_id);
     Ok(Json(json!({
         "conversation": view,
         "queue_position": queue_position,
+        // Whether to offer "Talk to a human": only after `request_button_after`
+        // bot answers (seed 001), and only while the bot has the conversation.
+        "request_button": bot.handover.enabled
+            && matches!(view.status, Status::Bot | Status::Resolved)
+            && bot_answers(&all) >= bot.handover.request_button_after as usize,
         "messages": messages.iter().map(MessageView::from).collect::<Vec<_>>(),
     })))
 }
@@ -321,6 +340,7 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
     // Subscribe before reading history so nothing falls between the two.
     let mut events = state.runtime().bus().subscribe();
     let mut typing = state.inner.typing.subscribe();
+    let mut drafts = state.runtime().drafts();
     let (mut sink, mut stream) = socket.split();
 
     let mut last_seq = after.max(0);
@@ -356,6 +376,9 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
     if send_json(&mut sink, &frame).await.is_err() {
         return;
     }
+    // While waiting, every queue movement may change the visitor's place.
+    let mut waiting = current.status == Status::Waiting;
+    let mut position = frame.get("queue_position").cloned();
 
     loop {
         tokio::select! {
@@ -378,6 +401,17 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
                     Ok(event) => {
                         let env = &event.envelope;
                         if env.data.conversation.id != conversation_id {
+                            if waiting && env.kind != EventKind::MessageCreated {
+                                let Ok(conv) = state.runtime().conversation(&conversation_id).await else { continue };
+                                let frame = status_frame(&state, &ConversationView::from(&conv)).await;
+                                let now = frame.get("queue_position").cloned();
+                                if now != position {
+                                    position = now;
+                                    if send_json(&mut sink, &frame).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
                             continue;
                         }
                         let frame = match (&env.kind, &env.data.message) {
@@ -390,7 +424,12 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
                                 json!({"type": "message", "message": m})
                             }
                             (EventKind::MessageCreated, None) => continue,
-                            _ => status_frame(&state, &env.data.conversation).await,
+                            _ => {
+                                let frame = status_frame(&state, &env.data.conversation).await;
+                                waiting = env.data.conversation.status == Status::Waiting;
+                                position = frame.get("queue_position").cloned();
+                                frame
+                            }
                         };
                         if send_json(&mut sink, &frame).await.is_err() {
                             break;
@@ -409,6 +448,15 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
                     Err(RecvError::Closed) => break,
                 }
             }
+            draft = drafts.recv() => {
+                // A streamed bot reply as written so far; the stored message replaces it.
+                if let Ok(d) = draft
+                    && d.conversation_id == conversation_id
+                    && send_json(&mut sink, &json!({"type": "draft", "from": "bot", "text": d.text})).await.is_err()
+                {
+                    break;
+                }
+            }
             signal = typing.recv() => {
                 if let Ok(t) = signal
                     && t.conversation_id == conversation_id
@@ -420,6 +468,21 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
             }
         }
     }
+}
+
+/// Bot messages since the visitor first wrote (the greeting is not an answer).
+fn bot_answers(messages: &[baton_model::Message]) -> usize {
+    let Some(first) = messages
+        .iter()
+        .find(|m| m.sender == SenderKind::Visitor)
+        .map(|m| m.seq)
+    else {
+        return 0;
+    };
+    messages
+        .iter()
+        .filter(|m| m.sender == SenderKind::Bot && m.seq > first)
+        .count()
 }
 
 /// Handles one client frame; returns an error frame to send back, if any.

@@ -7,6 +7,8 @@
 mod bad_input;
 mod browser;
 mod flow;
+mod handover;
+mod llm;
 mod nodes;
 mod pages;
 mod store_suite;

@@ -1,0 +1,258 @@
+//! The LLM path against a local fake of the OpenAI chat-completions API
+//! (server-sent-event streaming, tool calls, errors, slowness): streamed
+//! replies reach the widget, `request_human` hands over, and a failure or a
+//! time-out falls back to the built-in bot.
+
+use anyhow::{Context, Result, ensure};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use baton_tests::{Backend, Process, Server, TestDb, VisitorClient, baton_binary, next_matching};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Answer,
+    CallTool,
+    Fail,
+    Slow,
+}
+
+#[derive(Clone)]
+struct Fake {
+    mode: Arc<Mutex<Mode>>,
+    /// Each request's body and `Authorization` header.
+    seen: Arc<Mutex<Vec<(Value, String)>>>,
+}
+
+const ANSWER: [&str; 3] = ["Our tents ", "are fully ", "waterproof."];
+
+fn sse(chunks: Vec<Value>) -> Response {
+    let mut body = String::new();
+    for c in chunks {
+        body.push_str(&format!("data: {c}\n\n"));
+    }
+    body.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> Value {
+    json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "fake",
+           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+}
+
+async fn completions(State(fake): State<Fake>, headers: HeaderMap, body: String) -> Response {
+    let request: Value = serde_json::from_str(&body).unwrap_or_default();
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    fake.seen.lock().unwrap().push((request.clone(), auth));
+    let mode = *fake.mode.lock().unwrap();
+    let stream = request["stream"] == true;
+    match mode {
+        Mode::Fail => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"error": {"message": "model crashed", "type": "server_error"}})),
+        )
+            .into_response(),
+        Mode::Slow => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            (StatusCode::OK, "too late").into_response()
+        }
+        Mode::Answer if stream => {
+            let mut chunks = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+            for part in ANSWER {
+                chunks.push(chunk(json!({"content": part}), None));
+            }
+            chunks.push(chunk(json!({}), Some("stop")));
+            sse(chunks)
+        }
+        Mode::Answer => axum::Json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "fake",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": ANSWER.concat()}}],
+        }))
+        .into_response(),
+        Mode::CallTool => sse(vec![
+            chunk(
+                json!({"role": "assistant", "content": null, "tool_calls": [{
+                "index": 0, "id": "call_1", "type": "function",
+                "function": {"name": "request_human", "arguments": ""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"reason\":\"asked\"}"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ]),
+    }
+}
+
+async fn fake_openai(mode: Mode) -> Result<(String, Fake)> {
+    let fake = Fake {
+        mode: Arc::new(Mutex::new(mode)),
+        seen: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(completions))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}/v1", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((base, fake))
+}
+
+fn config(base: &str, extra: &str) -> String {
+    format!("[llm]\nbase_url = \"{base}\"\nmodel = \"fake-model\"\n{extra}\n")
+}
+
+fn last_bot(state: &Value) -> String {
+    state["messages"]
+        .as_array()
+        .and_then(|ms| ms.iter().rev().find(|m| m["sender"] == "bot"))
+        .and_then(|m| m["text"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_streamed_reply_reaches_the_widget_as_it_is_written() -> Result<()> {
+    let (base, fake) = fake_openai(Mode::Answer).await?;
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let server = Server::start(&db, &config(&base, "")).await?;
+    let visitor = VisitorClient::start(&server.base()).await?;
+    let mut ws = visitor.ws().await?;
+    visitor.say("Are your tents waterproof?").await?;
+    let first = next_matching(&mut ws, 10, |f| f["type"] == "draft").await?;
+    ensure!(first["text"] == "Our tents ", "{first}");
+    next_matching(&mut ws, 10, |f| {
+        f["type"] == "draft" && f["text"] == "Our tents are fully waterproof."
+    })
+    .await?;
+    let message = next_matching(&mut ws, 10, |f| {
+        f["type"] == "message" && f["message"]["sender"] == "bot"
+    })
+    .await?;
+    ensure!(
+        message["message"]["text"] == "Our tents are fully waterproof.",
+        "{message}"
+    );
+
+    // What the model was given: the prompt, knowledge-base context, the
+    // conversation, and request_human as a tool.
+    let seen = fake.seen.lock().unwrap().clone();
+    let (request, _) = seen.first().context("the model was never asked")?;
+    ensure!(
+        request["model"] == "fake-model" && request["stream"] == true,
+        "{request}"
+    );
+    let messages = request["messages"].as_array().context("messages")?;
+    ensure!(messages[0]["role"] == "system", "{request}");
+    ensure!(
+        messages[0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Knowledge base:"),
+        "no context: {request}"
+    );
+    ensure!(
+        messages
+            .last()
+            .is_some_and(|m| m["role"] == "user" && m["content"] == "Are your tents waterproof?"),
+        "{request}"
+    );
+    ensure!(
+        request["tools"][0]["function"]["name"] == "request_human",
+        "{request}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_request_human_tool_call_hands_over() -> Result<()> {
+    let (base, _fake) = fake_openai(Mode::CallTool).await?;
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let server = Server::start(&db, &config(&base, "")).await?;
+    let visitor = VisitorClient::start(&server.base()).await?;
+    let conv = visitor
+        .turn("Could you put me through to somebody?")
+        .await?;
+    let mut status = conv["status"].clone();
+    for _ in 0..100 {
+        if status == "waiting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        status = visitor.state().await?["conversation"]["status"].clone();
+    }
+    let state = visitor.state().await?;
+    ensure!(state["conversation"]["status"] == "waiting", "{state}");
+    ensure!(
+        state["conversation"]["handover"]["reason"] == "visitor_request",
+        "{state}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_error_or_a_time_out_falls_back_to_the_built_in_bot() -> Result<()> {
+    for (mode, extra) in [
+        (Mode::Fail, "stream = false"),
+        (Mode::Fail, ""),
+        (Mode::Slow, "timeout = \"300ms\""),
+    ] {
+        let (base, fake) = fake_openai(mode).await?;
+        let db = TestDb::new(Backend::Sqlite).await?;
+        let server = Server::start(&db, &config(&base, extra)).await?;
+        let visitor = VisitorClient::start(&server.base()).await?;
+        visitor.turn("Do you ship to Canada?").await?;
+        let answer = last_bot(&visitor.state().await?);
+        ensure!(
+            answer.contains("Canada"),
+            "{mode:?} {extra}: the built-in bot did not answer: {answer}"
+        );
+        ensure!(
+            !fake.seen.lock().unwrap().is_empty(),
+            "{mode:?}: never asked"
+        );
+        // And when the model is back, it answers again.
+        *fake.mode.lock().unwrap() = Mode::Answer;
+        visitor.turn("Are your tents waterproof?").await?;
+        let answer = last_bot(&visitor.state().await?);
+        ensure!(answer == ANSWER.concat(), "{mode:?}: {answer}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_binary_sends_the_key_from_the_environment() -> Result<()> {
+    let (base, fake) = fake_openai(Mode::Answer).await?;
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let binary = baton_binary()?;
+    let process = Process::start_with_env(
+        &binary,
+        &db,
+        &config(&base, "stream = false"),
+        "llm",
+        &[("BATON_LLM_API_KEY", "sk-test-123")],
+    )
+    .await?;
+    let visitor = VisitorClient::start(&process.base()).await?;
+    visitor.turn("Are your tents waterproof?").await?;
+    ensure!(last_bot(&visitor.state().await?) == ANSWER.concat());
+    let seen = fake.seen.lock().unwrap().clone();
+    ensure!(
+        seen.iter().all(|(_, auth)| auth == "Bearer sk-test-123"),
+        "{seen:?}"
+    );
+    let log = std::fs::read_to_string(&process.log)?;
+    ensure!(!log.contains("sk-test-123"), "the key reached the log");
+    process.stop().await
+}
