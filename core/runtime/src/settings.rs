@@ -24,7 +24,15 @@ pub fn patched(base: &BotConfig, patch: &Value) -> Result<BotConfig> {
     let mut value = serde_json::to_value(base)
         .map_err(|e| Error::Invalid(format!("cannot represent bot settings: {e}")))?;
     merge(&mut value, patch);
-    serde_json::from_value(value).map_err(|e| Error::Invalid(format!("invalid bot settings: {e}")))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            Error::Invalid(format!("invalid bot settings: {inner}"))
+        } else {
+            Error::Invalid(format!("invalid bot settings: {path}: {inner}"))
+        }
+    })
 }
 
 impl Runtime {

@@ -91,6 +91,14 @@
     info: 'M12 2a10 10 0 1 0 0 20a10 10 0 1 0 0-20z M12 16v-4 M12 8h.01',
     arrowDown: 'M12 5v14 M19 12l-7 7-7-7',
     more: 'M12 11a1 1 0 1 0 0 2a1 1 0 1 0 0-2z M19 11a1 1 0 1 0 0 2a1 1 0 1 0 0-2z M5 11a1 1 0 1 0 0 2a1 1 0 1 0 0-2z',
+    tasks: 'M9 11l3 3L22 4 M21 12v7a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h11',
+    book: 'M2 3h6a4 4 0 0 1 4 4v14a3 3 0 0 0-3-3H2z M22 3h-6a4 4 0 0 0-4 4v14a3 3 0 0 1 3-3h7z',
+    layers: 'M12 2L2 7l10 5 10-5-10-5z M2 17l10 5 10-5 M2 12l10 5 10-5',
+    arrowUp: 'M12 19V5 M5 12l7-7 7 7',
+    trash: 'M3 6h18 M19 6v14a2 2 0 0 1-2 2H7a2 2 0 0 1-2-2V6 M8 6V4a2 2 0 0 1 2-2h4a2 2 0 0 1 2 2v2',
+    edit: 'M11 4H4a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2v-7 M18.5 2.5a2.12 2.12 0 0 1 3 3L12 15l-4 1 1-4 9.5-9.5z',
+    search: 'M11 3a8 8 0 1 0 0 16a8 8 0 1 0 0-16z M21 21l-4.35-4.35',
+    zap: 'M13 2L3 14h9l-1 8 10-12h-9l1-8z',
   };
 
   function icon(name, cls) {
@@ -274,18 +282,52 @@
     return d.toLocaleDateString(undefined, opts);
   }
 
+  const DURATION_UNITS = [[86400, 'd'], [3600, 'h'], [60, 'min'], [1, 's']];
+
+  /** Seconds in human units, the two largest that apply: "2 min 5 s", "1 h 20 min". */
   function duration(sec) {
-    if (sec === null || sec === undefined || !Number.isFinite(Number(sec))) return '—';
-    const s = Number(sec);
-    if (s < 60) return Math.round(s) + 's';
-    if (s < 3600) {
-      const m = Math.floor(s / 60);
-      const r = Math.round(s % 60);
-      return r ? m + 'm ' + r + 's' : m + 'm';
+    if (sec === null || sec === undefined || sec === '' || !Number.isFinite(Number(sec))) return '—';
+    const s = Math.round(Number(sec));
+    if (s < 1) return Number(sec) > 0 ? '< 1 s' : '0 s';
+    const i = DURATION_UNITS.findIndex(([n]) => s >= n);
+    const [size, unit] = DURATION_UNITS[i];
+    const next = DURATION_UNITS[i + 1];
+    const rest = next ? Math.floor((s % size) / next[0]) : 0;
+    return Math.floor(s / size) + ' ' + unit + (rest ? ' ' + rest + ' ' + next[1] : '');
+  }
+
+  /** A settings duration (seconds, or text such as "500ms") as short text for a form: 900 → "15m". */
+  function durationText(v) {
+    if (typeof v === 'string') return v;
+    const s = Number(v);
+    if (!Number.isFinite(s) || s <= 0) return '0';
+    for (const [size, unit] of [[86400, 'd'], [3600, 'h'], [60, 'm']]) {
+      if (s % size === 0) return s / size + unit;
     }
-    const hh = Math.floor(s / 3600);
-    const m = Math.round((s % 3600) / 60);
-    return m ? hh + 'h ' + m + 'm' : hh + 'h';
+    return String(s);
+  }
+
+  /** Reads a duration typed in a form: bare digits are seconds, anything else goes to the server as text. */
+  function durationValue(text) {
+    const t = String(text || '').trim();
+    return /^\d+$/.test(t) ? Number(t) : t;
+  }
+
+  function commaList(text) {
+    return String(text || '').split(',').map((x) => x.trim()).filter(Boolean);
+  }
+
+  function lineList(text) {
+    return String(text || '').split('\n').map((x) => x.trim()).filter(Boolean);
+  }
+
+  /** Calls `fn` once things have been quiet for `ms`. */
+  function debounce(fn, ms) {
+    let timer = 0;
+    return () => {
+      clearTimeout(timer);
+      timer = setTimeout(fn, ms);
+    };
   }
 
   // ---------------------------------------------------------------------------
@@ -443,6 +485,10 @@
     wsLive: false,
     view: null,
     contactOpen: false,
+    notes: { list: [], unread: 0, loaded: false },
+    taskScope: store.get('taskScope', 'me') === 'any' ? 'any' : 'me',
+    taskDone: store.get('taskDone', '') === '1',
+    departments: null, // a promise of the configured departments, fetched once
   };
 
   const isAdmin = () => !!S.me && (S.me.role === 'owner' || S.me.role === 'admin');
@@ -585,6 +631,8 @@
     S.fresh.clear();
     S.cur = null;
     S.agents = null;
+    S.departments = null;
+    S.notes = { list: [], unread: 0, loaded: false };
     S.loaded = false;
     location.hash = '#/';
     showLogin();
@@ -597,6 +645,7 @@
     buildShell();
     connectWs();
     refreshLists();
+    loadNotifications();
     route();
   }
 
@@ -618,7 +667,7 @@
   }
 
   function railLink(href, name, label, key, badge) {
-    return h('a', { class: 'rail-link', href, 'data-nav': key, title: label },
+    return h('a', { class: 'rail-link', href, 'data-nav': key, 'data-testid': 'nav-' + key, title: label },
       icon(name), h('span', { class: 'rail-label', text: label }), badge || null);
   }
 
@@ -629,10 +678,17 @@
     R.rail.appendChild(h('a', { class: 'rail-logo', href: '#/', 'aria-label': 'Baton Inbox' }, logo(34)));
     const links = h('div', { class: 'rail-links' },
       railLink('#/', 'inbox', 'Inbox', 'inbox', R.railBadge),
+      railLink('#/tasks', 'tasks', 'Tasks', 'tasks'),
       railLink('#/reports', 'chart', 'Reports', 'reports'),
       isAdmin() ? railLink('#/admin/users', 'settings', 'Admin', 'admin') : null);
     R.rail.appendChild(links);
     R.rail.appendChild(h('div', { class: 'rail-spacer' }));
+    R.bellBadge = h('span', { class: 'rail-badge rail-badge--notes', 'data-testid': 'notifications-unread', hidden: true });
+    R.bell = h('button', {
+      class: 'rail-link rail-bell', type: 'button', 'data-testid': 'notifications-bell', 'aria-haspopup': 'dialog',
+      'aria-expanded': 'false', title: 'Notifications', onclick: (e) => { e.stopPropagation(); toggleNotifications(); },
+    }, icon('bell'), h('span', { class: 'rail-label', text: 'Alerts' }), R.bellBadge);
+    R.rail.appendChild(h('div', { class: 'rail-bell-wrap' }, R.bell));
     R.meBtn = h('button', {
       class: 'rail-me', type: 'button', 'aria-haspopup': 'menu', 'aria-expanded': 'false',
       title: S.me.name + ' — ' + S.me.presence, onclick: (e) => { e.stopPropagation(); toggleMeMenu(); },
@@ -643,11 +699,12 @@
     R.rail.appendChild(h('div', { class: 'rail-me-wrap' }, R.meBtn));
     markNav();
     updateCounts();
+    updateBell();
   }
 
   function markNav() {
     if (!R.rail) return;
-    const key = S.view === 'admin' ? 'admin' : S.view === 'reports' ? 'reports' : 'inbox';
+    const key = ['admin', 'reports', 'tasks'].includes(S.view) ? S.view : 'inbox';
     for (const a of R.rail.querySelectorAll('[data-nav]')) {
       if (a.getAttribute('data-nav') === key) a.setAttribute('aria-current', 'page');
       else a.removeAttribute('aria-current');
@@ -688,6 +745,7 @@
     } else if (left + w > window.innerWidth - 8) {
       left = Math.max(8, r.right - w);
     }
+    left = Math.max(8, Math.min(left, window.innerWidth - w - 8));
     if (top + hgt > window.innerHeight - 8) top = Math.max(8, r.top - hgt - 6);
     el.style.left = Math.round(left) + 'px';
     el.style.top = Math.round(Math.max(8, top)) + 'px';
@@ -733,6 +791,10 @@
       h('div', { class: 'menu-label', text: 'Status' }),
       options,
       h('div', { class: 'menu-sep', role: 'separator' }),
+      S.me.notifications ? h('button', {
+        class: 'menu-item', type: 'button', role: 'menuitem', 'data-testid': 'my-notifications-open',
+        onclick: () => { closePopover(); toggleNotifications(true); },
+      }, icon('bell', 'menu-icon'), h('span', { class: 'menu-item-label', text: 'My notifications' })) : null,
       h('button', { class: 'menu-item', type: 'button', role: 'menuitem', onclick: () => { closePopover(); signOut(); } },
         icon('logout', 'menu-icon'), h('span', { class: 'menu-item-label', text: 'Sign out' })));
     showPopover(R.meBtn, menu, 'popover--up');
@@ -761,6 +823,7 @@
     if (parts[0] === 'c' && parts[1]) return { view: 'inbox', conv: decodeURIComponent(parts[1]) };
     if (parts[0] === 'admin') return { view: 'admin', page: parts[1] || 'users' };
     if (parts[0] === 'reports') return { view: 'reports' };
+    if (parts[0] === 'tasks') return { view: 'tasks' };
     return { view: 'inbox', conv: null };
   }
 
@@ -785,6 +848,7 @@
       S.view = r.view;
       R.inbox = null;
       if (r.view === 'admin') renderAdmin(r.page);
+      else if (r.view === 'tasks') renderTasks();
       else renderReports();
     }
     app.setAttribute('data-view', S.view);
@@ -1108,6 +1172,8 @@
       if (again) {
         refreshLists();
         reloadCurrent();
+        refreshAfterTransition();
+        if (S.cur) refreshAfterHandover();
       }
     });
     ws.addEventListener('message', (e) => {
@@ -1188,6 +1254,8 @@
     if (ev.type === 'lagged') {
       refreshLists();
       reloadCurrent();
+      refreshAfterTransition();
+      if (S.cur) refreshAfterHandover();
       return;
     }
     const d = ev.data || {};
@@ -1196,6 +1264,10 @@
     if (c) upsert(c);
     const convId = (m && m.conversation_id) || (c && c.id);
     if (m && convId) setPreview(convId, m);
+    if (TRANSITIONS.has(ev.type)) {
+      refreshAfterTransition();
+      if (S.cur && convId === S.cur.id) refreshAfterHandover();
+    }
     if (S.cur && convId === S.cur.id) {
       if (c) {
         const latest = S.convs.get(c.id) || c;

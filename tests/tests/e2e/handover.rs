@@ -744,3 +744,93 @@ async fn reports_count_each_reason_and_the_containment_rate_on(backend: Backend)
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn bad_hand_over_settings_are_refused_by_name_and_change_nothing() -> Result<()> {
+    let (_db, server) = server("[[departments]]\nid = \"support\"\n").await?;
+    let admin = server.staff("Ada Admin", "admin").await?;
+    for (handover, needle) in [
+        (json!({"actions": [{"type": "teleport"}]}), "teleport"),
+        (
+            json!({"actions": [{"type": "pause_bot", "for": "soon"}]}),
+            "soon",
+        ),
+        (json!({"department": "nowhere"}), "nowhere"),
+        (json!({"collect_contact": "yes"}), "collect_contact"),
+        (json!({"frustration": 5}), "frustration"),
+        (json!({"cycle_count": "three"}), "cycle_count"),
+    ] {
+        let (code, body) = admin
+            .send(
+                reqwest::Method::PUT,
+                "/api/v1/bots/default",
+                json!({ "handover": handover }),
+            )
+            .await?;
+        ensure!(
+            code == 422 && body.to_string().contains(needle),
+            "{handover}: {code} {body}"
+        );
+    }
+    let (_, bots) = admin.get("/api/v1/bots").await?;
+    ensure!(
+        bots["bots"][0]["handover"]["actions"] == json!([]),
+        "{bots}"
+    );
+    ensure!(bots["bots"][0]["handover"]["cycle_count"] == 3, "{bots}");
+
+    // A good change is live at once.
+    let (code, body) = admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/bots/default",
+            json!({"handover": {"department": "support", "collect_contact": true,
+                                "actions": [{"type": "tags", "tags": ["from-api"]}]}}),
+        )
+        .await?;
+    ensure!(code == 200, "{body}");
+    ensure!(
+        body["bot"]["handover"]["collect_contact"] == json!(["email"]),
+        "{body}"
+    );
+
+    let (code, _) = admin
+        .send(
+            reqwest::Method::PATCH,
+            "/api/v1/tasks/nope",
+            json!({"done": true}),
+        )
+        .await?;
+    ensure!(code == 404);
+    let (code, body) = admin
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{}", str_at(&admin.user, "/id")?),
+            json!({"capacity": -1}),
+        )
+        .await?;
+    ensure!(code == 422, "{body}");
+    // Staff may change their own notification settings, not others' routing.
+    let bob = server.staff("Bob", "responder").await?;
+    let bob_id = str_at(&bob.user, "/id")?;
+    let (code, body) = bob
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{bob_id}"),
+            json!({"notifications": {"task": false}}),
+        )
+        .await?;
+    ensure!(
+        code == 200 && body["user"]["notifications"]["task"] == false,
+        "{body}"
+    );
+    let (code, _) = bob
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{bob_id}"),
+            json!({"capacity": 5}),
+        )
+        .await?;
+    ensure!(code == 403);
+    Ok(())
+}
