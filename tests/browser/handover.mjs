@@ -222,6 +222,34 @@ try {
   );
   await shot(visitor, 'widget-after-handback.png');
 
+  step('the admin sees the hand-over in reports, tasks, notifications and settings');
+  // Bob is the admin of the two; whoever won, the hand-over is in the reports.
+  await agentB.goto(`${BASE}/inbox#/reports`);
+  await agentB.getByTestId('report-by-reason').waitFor({ state: 'visible', timeout: TIMEOUT });
+  await agentB.getByTestId('report-over-time').waitFor({ state: 'visible', timeout: TIMEOUT });
+  check(
+    (await agentB.getByTestId('report-by-reason').textContent()).includes('Visitor request'),
+    'the report does not count the visitor_request hand-over',
+  );
+  await agentB.getByTestId('report-containment').waitFor({ state: 'visible', timeout: TIMEOUT });
+  await shot(agentB, 'reports-laptop.png');
+  await agentB.getByTestId('nav-tasks').click();
+  await agentB.getByTestId('task-row').first().waitFor({ state: 'visible', timeout: TIMEOUT });
+  check(
+    (await agentB.getByTestId('task-row').first().textContent()).includes('Follow up'),
+    'the hand-over task is not on the Tasks page',
+  );
+  await shot(agentB, 'tasks-laptop.png');
+  await agentB.getByTestId('notifications-bell').click();
+  await agentB.getByTestId('notifications-panel').waitFor({ state: 'visible', timeout: TIMEOUT });
+  await agentB.keyboard.press('Escape');
+  await agentB.goto(`${BASE}/inbox#/admin/knowledge`);
+  await poll('knowledge-base entries', async () => (await agentB.getByTestId('kb-entry').count()) > 10);
+  await shot(agentB, 'knowledge-laptop.png');
+  await agentB.goto(`${BASE}/inbox#/admin/bots`);
+  await agentB.getByTestId('action-list').waitFor({ state: 'visible', timeout: TIMEOUT });
+  await shot(agentB, 'bot-settings-laptop.png');
+
   step('the demo page on a phone, widget closed');
   const ctxLanding = await browser.newContext(phone);
   const landing = watch(await ctxLanding.newPage(), 'landing (phone)');

@@ -98,7 +98,6 @@
     trash: 'M3 6h18 M19 6v14a2 2 0 0 1-2 2H7a2 2 0 0 1-2-2V6 M8 6V4a2 2 0 0 1 2-2h4a2 2 0 0 1 2 2v2',
     edit: 'M11 4H4a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2v-7 M18.5 2.5a2.12 2.12 0 0 1 3 3L12 15l-4 1 1-4 9.5-9.5z',
     search: 'M11 3a8 8 0 1 0 0 16a8 8 0 1 0 0-16z M21 21l-4.35-4.35',
-    zap: 'M13 2L3 14h9l-1 8 10-12h-9l1-8z',
   };
 
   function icon(name, cls) {
@@ -1353,6 +1352,149 @@
     if (R.inbox && S.tab !== 'waiting' && R.inbox.tabBtns) R.inbox.tabBtns.waiting.classList.add('is-pulsing');
   }
 
+  // --- notification centre --------------------------------------------------------
+
+  // The transitions that create assignments, tasks and escalation notices.
+  const TRANSITIONS = new Set(['conversation.escalated', 'conversation.claimed', 'conversation.transferred']);
+  const NOTE_ICONS = { assigned: 'user', task: 'tasks', escalated: 'hand' };
+  const NOTIFY_PREFS = [['assigned', 'A conversation is assigned'], ['task', 'A task is assigned']];
+
+  // Transitions often come in bursts (escalated, then claimed by an assign action): reload once they settle.
+  const refreshAfterTransition = debounce(() => {
+    loadNotifications();
+    if (R.reloadTasks) R.reloadTasks();
+  }, 800);
+
+  let notesGen = 0;
+
+  async function loadNotifications() {
+    if (!S.me) return;
+    const my = ++notesGen;
+    try {
+      const res = await api('GET', '/api/v1/notifications');
+      if (my !== notesGen || !S.me) return;
+      S.notes = { list: (res && res.notifications) || [], unread: Number(res && res.unread) || 0, loaded: true };
+    } catch (e) {
+      if (my !== notesGen || !S.me) return;
+      S.notes = Object.assign({}, S.notes, { loaded: true, error: e });
+    }
+    updateBell();
+    renderNotificationList();
+    if (notesOpen() && S.notes.unread > 0) markNotificationsRead();
+  }
+
+  function notesOpen() {
+    return !!openPopover && !!R.bell && openPopover.anchor === R.bell;
+  }
+
+  function updateBell() {
+    if (!R.bellBadge) return;
+    const n = S.notes.unread;
+    R.bellBadge.hidden = n === 0;
+    R.bellBadge.textContent = n > 99 ? '99+' : String(n);
+    R.bell.setAttribute('aria-label', n ? 'Alerts, ' + n + ' unread notifications' : 'Alerts');
+  }
+
+  async function markNotificationsRead() {
+    S.notes.unread = 0;
+    updateBell();
+    try {
+      await api('POST', '/api/v1/notifications/read');
+    } catch (e) {
+      report(e);
+    }
+  }
+
+  /** Opens (or closes) the notification panel; `withSettings` opens it on the user's own settings. */
+  function toggleNotifications(withSettings) {
+    if (notesOpen()) {
+      closePopover(true);
+      return;
+    }
+    R.notesList = h('div', { class: 'notes-list' });
+    const settings = myNotificationSettings();
+    let settingsBtn = null;
+    if (settings) {
+      settings.hidden = !withSettings;
+      settingsBtn = h('button', {
+        class: 'btn btn-ghost btn-sm', type: 'button', 'aria-expanded': String(!!withSettings), 'aria-controls': settings.id,
+        onclick: () => {
+          settings.hidden = !settings.hidden;
+          settingsBtn.setAttribute('aria-expanded', String(!settings.hidden));
+        },
+      }, icon('settings', 'icon--sm'), 'Settings');
+    }
+    const panel = h('div', { class: 'notes-panel', role: 'dialog', 'aria-label': 'Notifications', 'data-testid': 'notifications-panel' },
+      h('div', { class: 'notes-head' }, h('h2', { class: 'notes-title', text: 'Notifications' }), settingsBtn),
+      settings,
+      R.notesList);
+    renderNotificationList();
+    showPopover(R.bell, panel, 'popover--up');
+    if (withSettings && settings) settings.querySelector('input').focus();
+    loadNotifications();
+  }
+
+  function renderNotificationList() {
+    const box = R.notesList;
+    if (!box) return;
+    clear(box);
+    const { list, loaded, error } = S.notes;
+    if (!loaded) {
+      box.appendChild(h('div', { class: 'menu-empty' }, h('span', { class: 'spinner spinner--sm', 'aria-hidden': 'true' }), 'Loading…'));
+    } else if (!list.length) {
+      box.appendChild(h('p', { class: 'menu-empty', text: error ? error.message : 'Nothing yet. Assignments, tasks and escalations show up here.' }));
+    } else {
+      box.appendChild(h('ul', { class: 'notes', role: 'list' }, list.map((n) => h('li', null, notificationNode(n)))));
+    }
+  }
+
+  function notificationNode(n) {
+    const href = n.conversation_id ? '#/c/' + enc(n.conversation_id) : n.task_id ? '#/tasks' : null;
+    const cls = 'note' + (n.read ? '' : ' is-unread');
+    const kids = [
+      h('span', { class: 'note-icon note-icon--' + (n.kind || 'other') }, icon(NOTE_ICONS[n.kind] || 'bell')),
+      h('span', { class: 'note-main' },
+        n.read ? null : h('span', { class: 'sr-only', text: 'Unread: ' }),
+        h('span', { class: 'note-text', text: n.text }),
+        h('time', { class: 'note-time', datetime: n.created_at, title: fullDate(n.created_at), text: agoLong(n.created_at) })),
+      n.read ? null : h('span', { class: 'note-dot', 'aria-hidden': 'true' }),
+    ];
+    if (!href) return h('div', { class: cls, 'data-testid': 'notification-item' }, kids);
+    // Following a link to the page already shown fires no hashchange: close the panel here.
+    return h('a', { class: cls, href, 'data-testid': 'notification-item', onclick: () => closePopover() }, kids);
+  }
+
+  /** The signed-in user's own notification switches (any role may change these). */
+  function myNotificationSettings() {
+    const prefs = S.me && S.me.notifications;
+    if (!prefs) return null;
+    const box = h('div', { class: 'notes-settings', id: 'notes-settings', 'data-testid': 'my-notifications' },
+      h('p', { class: 'notes-settings-title', text: 'Notify me when' }));
+    for (const [key, label] of NOTIFY_PREFS) {
+      const input = h('input', { type: 'checkbox', checked: prefs[key] !== false, 'data-testid': 'my-notify-' + key });
+      input.addEventListener('change', () => saveMyNotification(key, input));
+      box.appendChild(checkField(label, input));
+    }
+    return box;
+  }
+
+  async function saveMyNotification(key, input) {
+    const on = input.checked;
+    input.disabled = true;
+    try {
+      const res = await api('PATCH', '/api/v1/users/' + enc(S.me.id), { notifications: { [key]: on } });
+      const saved = res && res.user && res.user.notifications;
+      S.me.notifications = saved || Object.assign({}, S.me.notifications, { [key]: on });
+      toast('Notification settings saved.', 'success');
+    } catch (e) {
+      input.checked = !on;
+      report(e);
+    } finally {
+      input.disabled = false;
+      if (input.isConnected) input.focus();
+    }
+  }
+
   // ---------------------------------------------------------------------------
   // Conversation view
   // ---------------------------------------------------------------------------
@@ -1386,6 +1528,7 @@
     S.fresh.delete(id);
     renderConvSkeleton();
     loadConversation(id, true);
+    loadAfterHandover(id);
     scheduleListRender();
   }
 
@@ -2003,6 +2146,7 @@
     const ch = channelInfo(c.channel);
     const col = I.contactCol;
     const hadFocus = document.activeElement && col.contains(document.activeElement) && document.activeElement.classList.contains('tag-input');
+    const focusedTask = focusedTaskId(col);
     clear(col);
     const copyBtn = h('button', {
       class: 'icon-btn icon-btn--xs', type: 'button', 'aria-label': 'Copy conversation ID', title: 'Copy ID',
@@ -2047,7 +2191,9 @@
           ['By', hv.by ? byLabel(hv.by, c) : h('span', { class: 'muted', text: 'Automatic' })],
           ['Claimed', c.claimed_at ? fullDate(c.claimed_at) : null],
         ]) : h('p', { class: 'panel-empty', text: 'The bot has not handed this conversation over.' })),
+      afterHandoverSection(cur),
     ]);
+    refocusTask(col, focusedTask);
   }
 
   /** Who triggered a hand-over: the server records an agent id, a name or a code. */
@@ -2117,13 +2263,211 @@
     }
   }
 
+  // --- after the hand-over: action runs and tasks -------------------------------
+
+  const refreshAfterHandover = debounce(() => {
+    if (S.cur) loadAfterHandover(S.cur.id);
+  }, 1000);
+
+  async function loadAfterHandover(id) {
+    const [runs, tasks] = await Promise.allSettled([
+      api('GET', '/api/v1/conversations/' + enc(id) + '/actions'),
+      api('GET', '/api/v1/tasks?assignee=any&conversation_id=' + enc(id) + '&done=true'),
+    ]);
+    if (!S.cur || S.cur.id !== id) return;
+    S.cur.after = {
+      runs: runs.status === 'fulfilled' ? (runs.value && runs.value.actions) || [] : null,
+      tasks: tasks.status === 'fulfilled' ? (tasks.value && tasks.value.tasks) || [] : null,
+      error: (runs.status === 'rejected' ? runs.reason : tasks.reason) || null,
+    };
+    const old = S.cur.afterEl;
+    if (!old || !old.isConnected) return; // the contact panel draws it when it renders
+    const focused = focusedTaskId(old);
+    const fresh = afterHandoverSection(S.cur);
+    old.replaceWith(fresh);
+    refocusTask(fresh, focused);
+  }
+
+  function afterHandoverSection(cur) {
+    const a = cur.after;
+    const sec = h('section', { class: 'panel-section', 'data-testid': 'after-handover' },
+      h('h3', { class: 'panel-title', text: 'After the hand-over' }));
+    cur.afterEl = sec;
+    if (!a) {
+      sec.appendChild(h('div', { class: 'loading-inline' }, h('span', { class: 'spinner spinner--sm', 'aria-hidden': 'true' }), 'Loading…'));
+      return sec;
+    }
+    const failed = h('p', { class: 'panel-empty', text: a.error ? a.error.message : 'Could not load this.' });
+    sec.appendChild(h('h4', { class: 'panel-subtitle', text: 'Actions' }));
+    if (a.runs === null) sec.appendChild(failed.cloneNode(true));
+    else if (!a.runs.length) sec.appendChild(h('p', { class: 'panel-empty', text: 'No actions have run for this conversation.' }));
+    else sec.appendChild(h('ol', { class: 'runs', role: 'list' }, a.runs.slice().sort((x, y) => x.position - y.position).map(actionRunNode)));
+    sec.appendChild(h('h4', { class: 'panel-subtitle', text: 'Tasks' }));
+    if (a.tasks === null) sec.appendChild(failed);
+    else if (!a.tasks.length) sec.appendChild(h('p', { class: 'panel-empty', text: 'No tasks for this conversation.' }));
+    else {
+      sec.appendChild(h('div', { class: 'task-list task-list--compact' }, a.tasks.map((t) => taskNode(t, {
+        compact: true,
+        onChange: (next) => {
+          a.tasks = a.tasks.map((x) => (x.id === next.id ? next : x));
+        },
+      }))));
+    }
+    return sec;
+  }
+
+  function actionRunNode(run) {
+    return h('li', { class: 'run ' + (run.ok ? 'is-ok' : 'is-failed'), 'data-testid': 'action-run', 'data-ok': String(!!run.ok) },
+      h('span', { class: 'run-icon', 'aria-hidden': 'true' }, icon(run.ok ? 'check' : 'alert')),
+      h('span', { class: 'run-main' },
+        h('span', { class: 'run-head' },
+          h('span', { class: 'run-name', text: actionLabel(run.action) }),
+          h('span', { class: 'run-state', text: run.ok ? 'Done' : 'Failed' }),
+          h('time', { class: 'run-time', datetime: run.at, title: fullDate(run.at), text: clock(run.at) })),
+        run.detail ? h('span', { class: 'run-detail', text: run.detail }) : null));
+  }
+
+  // --- tasks --------------------------------------------------------------------------
+
+  let taskSeq = 0;
+
+  function dueInfo(t) {
+    if (t.done) return { text: t.done_at ? 'Done ' + agoLong(t.done_at) : 'Done', overdue: false };
+    if (!ts(t.due_at)) return { text: 'No due date', overdue: false };
+    const overdue = ts(t.due_at) < Date.now();
+    return { text: overdue ? 'Overdue · was due ' + agoLong(t.due_at) : 'Due ' + agoLong(t.due_at), overdue };
+  }
+
+  /** One task with its done checkbox; `opts.compact` leaves out the link to the conversation. */
+  function taskNode(t, opts) {
+    const o = opts || {};
+    const id = 'task-' + (++taskSeq);
+    const due = dueInfo(t);
+    const mine = !!(t.assignee && S.me && t.assignee.id === S.me.id);
+    const check = h('input', {
+      type: 'checkbox', class: 'task-check', id, 'data-testid': 'task-done', checked: !!t.done, disabled: !canRespond(),
+      title: canRespond() ? (t.done ? 'Mark as not done' : 'Mark as done') : 'Viewers cannot change tasks',
+    });
+    const row = h('div', {
+      class: 'task-row' + (t.done ? ' is-done' : '') + (due.overdue ? ' is-overdue' : ''),
+      'data-testid': 'task-row', 'data-task-id': t.id, 'data-done': String(!!t.done),
+    },
+    check,
+    h('div', { class: 'task-main' },
+      h('label', { class: 'task-title', for: id, text: t.title || 'Untitled task' }),
+      t.description ? h('p', { class: 'task-desc', text: t.description }) : null,
+      h('div', { class: 'task-meta' },
+        t.assignee
+          ? h('span', { class: 'inline-icon task-assignee' }, avatar(t.assignee.name, t.assignee.id, 'avatar--xs'), mine ? 'You' : t.assignee.name || 'Someone')
+          : h('span', { class: 'muted', text: 'Unassigned' }),
+        h('time', { class: 'task-due', datetime: t.done ? t.done_at : t.due_at, title: fullDate(t.due_at), text: due.text }),
+        o.compact || !t.conversation_id ? null
+          : h('a', { class: 'task-link', href: '#/c/' + enc(t.conversation_id) }, icon('chat', 'icon--xs'), 'Open conversation'))));
+    check.addEventListener('change', () => setTaskDone(t, check, row, o));
+    return row;
+  }
+
+  async function setTaskDone(t, check, row, o) {
+    const done = check.checked;
+    const hadFocus = document.activeElement === check;
+    check.disabled = true;
+    try {
+      const res = await api('PATCH', '/api/v1/tasks/' + enc(t.id), { done });
+      const next = (res && res.task) || Object.assign({}, t, { done });
+      const fresh = taskNode(next, o);
+      row.replaceWith(fresh);
+      if (hadFocus) fresh.querySelector('.task-check').focus();
+      if (o.onChange) o.onChange(next);
+    } catch (e) {
+      check.checked = !done;
+      check.disabled = false;
+      report(e);
+    }
+  }
+
+  function focusedTaskId(box) {
+    const active = document.activeElement;
+    const row = active && box.contains(active) ? active.closest('[data-task-id]') : null;
+    return row ? row.getAttribute('data-task-id') : null;
+  }
+
+  function refocusTask(box, id) {
+    if (!id) return;
+    const check = box.querySelector('[data-task-id="' + CSS.escape(id) + '"] .task-check');
+    if (check) check.focus();
+  }
+
+  function renderTasks() {
+    const scope = h('div', { class: 'segmented', role: 'group', 'aria-label': 'Whose tasks' });
+    const withDone = h('input', { type: 'checkbox', id: 'tasks-done', 'data-testid': 'tasks-include-done', checked: S.taskDone });
+    const { body } = pageShell('Tasks', 'Follow-ups created after hand-overs, soonest due first.', [
+      scope,
+      h('label', { class: 'check', for: 'tasks-done' }, withDone, h('span', { text: 'Include done' })),
+    ]);
+    const content = h('div');
+    body.appendChild(content);
+
+    function drawScope() {
+      clear(scope);
+      for (const [key, label] of [['me', 'Mine'], ['any', 'Everyone’s']]) {
+        scope.appendChild(h('button', {
+          type: 'button', class: 'segmented-btn', 'aria-pressed': String(S.taskScope === key), 'data-testid': 'tasks-scope-' + key, text: label,
+          onclick: () => {
+            if (S.taskScope === key) return;
+            S.taskScope = key;
+            store.set('taskScope', key);
+            drawScope();
+            load(true);
+          },
+        }));
+      }
+    }
+    withDone.addEventListener('change', () => {
+      S.taskDone = withDone.checked;
+      store.set('taskDone', S.taskDone ? '1' : '');
+      load(true);
+    });
+
+    let gen = 0;
+    async function load(showSpinner) {
+      const my = ++gen;
+      if (showSpinner) clear(content).appendChild(loadingBlock('Loading tasks…'));
+      try {
+        const res = await api('GET', '/api/v1/tasks?assignee=' + S.taskScope + '&done=' + S.taskDone);
+        if (my !== gen || !content.isConnected) return;
+        const focused = focusedTaskId(content);
+        clear(content).appendChild(taskListView((res && res.tasks) || []));
+        refocusTask(content, focused);
+      } catch (e) {
+        if (my !== gen || !content.isConnected) return;
+        clear(content).appendChild(errorBlock(e, 'Tasks'));
+      }
+    }
+    R.reloadTasks = () => {
+      if (content.isConnected) load(false);
+    };
+    drawScope();
+    load(true);
+  }
+
+  function taskListView(tasks) {
+    if (!tasks.length) {
+      const whose = S.taskScope === 'me' ? 'You have no ' : 'There are no ';
+      return emptyState('tasks', whose + (S.taskDone ? 'tasks' : 'open tasks'),
+        'Tasks come from the "task" action that runs after a hand-over. They show up here with their due time.');
+    }
+    return h('div', { class: 'card task-list', 'data-testid': 'task-list' }, tasks.map((t) => taskNode(t)));
+  }
+
   // ---------------------------------------------------------------------------
   // Admin pages
   // ---------------------------------------------------------------------------
 
   const ADMIN_PAGES = [
     ['users', 'Users', 'users'],
+    ['departments', 'Departments', 'layers'],
     ['bots', 'Bots', 'bot'],
+    ['knowledge', 'Knowledge base', 'book'],
     ['channels', 'Channels', 'radio'],
     ['webhooks', 'Webhooks', 'webhook'],
     ['plugins', 'Plugins', 'plug'],
@@ -2147,11 +2491,17 @@
     clear(R.main);
     const nav = h('nav', { class: 'subnav', 'aria-label': 'Admin' },
       h('div', { class: 'subnav-title', text: 'Admin' }),
-      ADMIN_PAGES.map(([k, label, ic]) => h('a', { class: 'subnav-link', href: '#/admin/' + k, 'aria-current': k === key ? 'page' : null }, icon(ic), h('span', { text: label }))));
+      ADMIN_PAGES.map(([k, label, ic]) => h('a', {
+        class: 'subnav-link', href: '#/admin/' + k, 'data-testid': 'nav-' + k, 'aria-current': k === key ? 'page' : null,
+      }, icon(ic), h('span', { text: label }))));
     const content = h('div', { class: 'admin-content' });
     R.main.appendChild(h('div', { class: 'admin' }, nav, content));
     const holder = { content };
-    ({ users: adminUsers, bots: adminBots, channels: adminChannels, webhooks: adminWebhooks, plugins: adminPlugins })[key](holder);
+    const pages = {
+      users: adminUsers, departments: adminDepartments, bots: adminBots, knowledge: adminKnowledge,
+      channels: adminChannels, webhooks: adminWebhooks, plugins: adminPlugins,
+    };
+    pages[key](holder);
   }
 
   function adminHead(holder, title, sub, tools) {
@@ -2247,45 +2597,179 @@
   function usersTable(users) {
     const tbody = h('tbody');
     for (const u of users) {
-      const sel = h('select', { class: 'select select--sm', 'aria-label': 'Role of ' + u.name, disabled: S.me && u.id === S.me.id && u.role === 'owner' },
-        ROLES.map((r) => h('option', { value: r, selected: r === u.role, text: words(r) })));
-      const status = h('span', { class: 'save-status', 'aria-live': 'polite' });
-      sel.addEventListener('change', async () => {
-        const prev = u.role;
-        sel.disabled = true;
-        status.textContent = 'Saving…';
-        status.className = 'save-status';
-        try {
-          const res = await api('PATCH', '/api/v1/users/' + enc(u.id), { role: sel.value });
-          u.role = (res && res.user && res.user.role) || sel.value;
-          status.textContent = 'Saved';
-          status.className = 'save-status is-ok';
-          if (S.me && u.id === S.me.id) {
-            S.me.role = u.role;
-            renderRail();
-          }
-        } catch (e) {
-          sel.value = prev;
-          status.textContent = '';
-          report(e);
-        } finally {
-          sel.disabled = false;
-          setTimeout(() => {
-            if (status.classList.contains('is-ok')) status.textContent = '';
-          }, 2500);
-        }
-      });
-      tbody.appendChild(h('tr', null,
+      const summary = h('span', { class: 'cell-muted routing-summary hide-sm', text: routingSummary(u) });
+      const edit = h('button', {
+        class: 'btn btn-secondary btn-sm', type: 'button', 'aria-expanded': 'false', 'data-testid': 'user-edit',
+        'aria-label': 'Routing and notifications of ' + u.name,
+      }, icon('edit'), h('span', { text: 'Routing' }));
+      const tr = h('tr', { 'data-user-id': u.id },
         h('td', null, h('span', { class: 'cell-user' }, avatar(u.name, u.id, 'avatar--sm'), h('span', null, h('span', { class: 'cell-strong', text: u.name }), S.me && u.id === S.me.id ? h('span', { class: 'you-tag', text: 'You' }) : null, h('span', { class: 'cell-sub', text: u.email })))),
         h('td', { class: 'cell-muted hide-sm', text: u.email }),
-        h('td', null, h('span', { class: 'role-cell' }, sel, status)),
+        h('td', null, roleCell(u)),
         h('td', null, h('span', { class: 'presence-cell' }, h('span', { class: 'presence-dot presence-' + (u.presence || 'offline') }), words(u.presence || 'offline'))),
-        h('td', { class: 'cell-muted', text: u.created_at ? new Date(ts(u.created_at)).toLocaleDateString() : '—' })));
+        h('td', { class: 'cell-muted', text: u.created_at ? new Date(ts(u.created_at)).toLocaleDateString() : '—' }),
+        h('td', null, h('span', { class: 'routing-cell' }, summary, edit)));
+      edit.addEventListener('click', () => toggleUserEditor(u, tr, edit, summary));
+      tbody.appendChild(tr);
     }
-    if (!users.length) tbody.appendChild(h('tr', null, h('td', { colspan: '5', class: 'cell-empty', text: 'No users yet.' })));
+    if (!users.length) tbody.appendChild(h('tr', null, h('td', { colspan: '6', class: 'cell-empty', text: 'No users yet.' })));
     return h('div', { class: 'card table-card' }, h('table', { class: 'table' },
-      h('thead', null, h('tr', null, ['Name', 'Email', 'Role', 'Presence', 'Added'].map((t) => h('th', { scope: 'col', text: t, class: t === 'Email' ? 'hide-sm' : null })))),
+      h('thead', null, h('tr', null, ['Name', 'Email', 'Role', 'Presence', 'Added', 'Routing'].map((t) => h('th', { scope: 'col', text: t, class: t === 'Email' ? 'hide-sm' : null })))),
       tbody));
+  }
+
+  function roleCell(u) {
+    const sel = h('select', { class: 'select select--sm', 'aria-label': 'Role of ' + u.name, disabled: S.me && u.id === S.me.id && u.role === 'owner' },
+      ROLES.map((r) => h('option', { value: r, selected: r === u.role, text: words(r) })));
+    const status = h('span', { class: 'save-status', 'aria-live': 'polite' });
+    sel.addEventListener('change', async () => {
+      const prev = u.role;
+      sel.disabled = true;
+      status.textContent = 'Saving…';
+      status.className = 'save-status';
+      try {
+        const res = await api('PATCH', '/api/v1/users/' + enc(u.id), { role: sel.value });
+        u.role = (res && res.user && res.user.role) || sel.value;
+        status.textContent = 'Saved';
+        status.className = 'save-status is-ok';
+        if (S.me && u.id === S.me.id) {
+          S.me.role = u.role;
+          renderRail();
+        }
+      } catch (e) {
+        sel.value = prev;
+        status.textContent = '';
+        report(e);
+      } finally {
+        sel.disabled = false;
+        setTimeout(() => {
+          if (status.classList.contains('is-ok')) status.textContent = '';
+        }, 2500);
+      }
+    });
+    return h('span', { class: 'role-cell' }, sel, status);
+  }
+
+  function routingSummary(u) {
+    const depts = (u.departments || []).length ? u.departments.join(', ') : 'All departments';
+    return depts + ' · ' + (u.capacity ? 'up to ' + u.capacity : 'no limit');
+  }
+
+  /** Opens the routing editor in a row under the user's row, or closes it. */
+  function toggleUserEditor(u, tr, btn, summary) {
+    const next = tr.nextElementSibling;
+    if (next && next.classList.contains('editor-row')) {
+      next.remove();
+      btn.setAttribute('aria-expanded', 'false');
+      btn.focus();
+      return;
+    }
+    const close = () => toggleUserEditor(u, tr, btn, summary);
+    const saved = () => {
+      summary.textContent = routingSummary(u);
+    };
+    const row = h('tr', { class: 'editor-row' }, h('td', { colspan: '6' }, userRoutingForm(u, saved, close)));
+    tr.after(row);
+    btn.setAttribute('aria-expanded', 'true');
+    const first = row.querySelector('input');
+    if (first) first.focus();
+  }
+
+  function userRoutingForm(u, onSaved, onCancel) {
+    const uid = 'user-' + String(u.id).replace(/[^A-Za-z0-9_-]/g, '_');
+    const expertise = h('input', { class: 'input', type: 'text', id: uid + '-expertise', value: (u.expertise || []).join(', '), placeholder: 'refund, shipping', autocomplete: 'off', 'data-testid': 'user-expertise' });
+    const capacity = h('input', { class: 'input', type: 'number', min: '0', max: '1000', step: '1', id: uid + '-capacity', value: String(u.capacity ?? 0), 'data-testid': 'user-capacity' });
+    const prefs = u.notifications || {};
+    const notify = NOTIFY_PREFS.map(([key, label]) => [key, label, h('input', { type: 'checkbox', id: uid + '-notify-' + key, checked: prefs[key] !== false, 'data-testid': 'user-notify-' + key })]);
+    const depts = h('fieldset', { class: 'fieldset' }, h('legend', { text: 'Departments' }),
+      h('div', { class: 'loading-inline' }, h('span', { class: 'spinner spinner--sm', 'aria-hidden': 'true' }), 'Loading departments…'));
+    let deptChecks = null;
+    loadDepartments().then((list) => {
+      deptChecks = fillDepartmentChecks(depts, list, u.departments || [], uid);
+    }).catch((e) => {
+      depts.lastChild.replaceWith(h('p', { class: 'field-help', text: 'Departments could not be loaded: ' + e.message }));
+    });
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const status = h('span', { class: 'save-status', 'aria-live': 'polite' });
+    const submit = h('button', { class: 'btn btn-primary', type: 'submit', text: 'Save', 'data-testid': 'user-save' });
+    const form = h('form', { class: 'user-editor', novalidate: true, 'aria-label': 'Routing and notifications of ' + u.name },
+      depts,
+      h('div', { class: 'form-grid' },
+        field('Expertise (comma-separated topics)', expertise, 'Intent or knowledge-base entry ids this person knows best.'),
+        field('Capacity', capacity, 'Conversations held at once under automatic assignment; 0 = no limit.')),
+      h('fieldset', { class: 'fieldset' }, h('legend', { text: 'Notify in the inbox when' }),
+        h('div', { class: 'switch-row' }, notify.map(([, label, input]) => checkField(label, input)))),
+      err,
+      h('div', { class: 'form-actions' }, status, h('button', { class: 'btn btn-ghost', type: 'button', text: 'Close', onclick: onCancel }), submit));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      err.hidden = true;
+      const cap = wholeNumber(capacity, 0, 1000);
+      if (cap === null) {
+        showError(err, 'Capacity must be a whole number from 0 (no limit) to 1000.');
+        capacity.focus();
+        return;
+      }
+      const body = {
+        expertise: commaList(expertise.value),
+        capacity: cap,
+        notifications: Object.fromEntries(notify.map(([key, , input]) => [key, input.checked])),
+      };
+      if (deptChecks) body.departments = deptChecks.filter((c) => c.checked).map((c) => c.value);
+      submit.disabled = true;
+      status.className = 'save-status';
+      status.textContent = 'Saving…';
+      try {
+        const res = await api('PATCH', '/api/v1/users/' + enc(u.id), body);
+        Object.assign(u, body, (res && res.user) || {});
+        if (S.me && u.id === S.me.id) S.me.notifications = u.notifications;
+        status.className = 'save-status is-ok';
+        status.textContent = 'Saved';
+        onSaved();
+      } catch (ex) {
+        status.textContent = '';
+        showError(err, ex.message);
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    return form;
+  }
+
+  /** Fills `box` with one checkbox per department; returns them, or null when there are none to choose. */
+  function fillDepartmentChecks(box, list, chosen, uid) {
+    box.lastChild.remove();
+    if (!list.length) {
+      box.appendChild(h('p', { class: 'field-help', text: 'No departments are configured in baton.toml: everyone works in every department.' }));
+      return null;
+    }
+    const checks = list.map((d) => h('input', { type: 'checkbox', value: d.id, id: uid + '-dept-' + d.id.replace(/[^A-Za-z0-9_-]/g, '_'), checked: chosen.includes(d.id), 'data-testid': 'user-department' }));
+    box.appendChild(h('div', { class: 'check-grid' }, checks.map((c, i) => h('label', { class: 'check', for: c.id }, c, h('span', { text: list[i].name }),
+      list[i].name !== list[i].id ? h('code', { class: 'mono muted', text: list[i].id }) : null))));
+    box.appendChild(h('p', { class: 'field-help', text: 'None ticked: every department.' }));
+    return checks;
+  }
+
+  function showError(el, message) {
+    el.textContent = message;
+    el.hidden = false;
+  }
+
+  /** The input's value when it is a whole number within min..max, else null. */
+  function wholeNumber(input, min, max) {
+    const t = input.value.trim();
+    const n = Number(t);
+    return t !== '' && Number.isInteger(n) && n >= min && n <= max ? n : null;
+  }
+
+  function loadDepartments(force) {
+    if (S.departments && !force) return S.departments;
+    const p = api('GET', '/api/v1/departments').then((res) => (res && res.departments) || []);
+    S.departments = p;
+    p.catch(() => {
+      if (S.departments === p) S.departments = null;
+    });
+    return p;
   }
 
   function addUserForm(onDone, onCancel) {
@@ -2353,92 +2837,64 @@
   }
 
   async function adminBots(holder) {
+    const depts = await loadDepartments().catch(() => []);
+    if (stale(holder)) return;
     adminFetchPage(holder, {
       title: 'Bots',
-      blurb: 'The greeting and the hand-over rules of each bot.',
+      blurb: 'The greeting, the hand-over rules and what happens after a hand-over, for each bot.',
       path: '/api/v1/bots',
       key: 'bots',
       empty: () => emptyState('bot', 'No bots configured', 'Bots are defined in the Baton configuration file.'),
       render: (bots) => {
         const stack = h('div');
-        for (const b of bots) stack.appendChild(botForm(b));
+        for (const b of bots) stack.appendChild(botForm(b, depts));
         return stack;
       },
     });
   }
 
-  function botForm(b) {
+  /**
+   * A bot's settings form, built from parts. Each part gives its `nodes`,
+   * an optional `check()` that returns what is wrong (or null), and
+   * `collect(payload)` that writes its fields into the PUT body.
+   */
+  function botForm(b, depts) {
     const ho = b.handover || {};
     const uid = 'bot-' + String(b.id).replace(/[^A-Za-z0-9_-]/g, '_');
-    const f = {
-      name: h('input', { class: 'input', type: 'text', id: uid + '-name', value: b.name || '' }),
-      greeting: h('textarea', { class: 'input textarea', id: uid + '-greeting', rows: '2', value: b.greeting || '' }),
-      enabled: h('input', { type: 'checkbox', id: uid + '-enabled', checked: !!ho.enabled }),
-      monitoring: h('input', { type: 'checkbox', id: uid + '-monitoring', checked: !!ho.monitoring }),
-      request_button_after: h('input', { class: 'input', type: 'number', min: '0', step: '1', id: uid + '-rba', value: String(ho.request_button_after ?? 0) }),
-      pause_bot_for_seconds: h('input', { class: 'input', type: 'number', min: '0', step: '1', id: uid + '-pause', value: String(ho.pause_bot_for_seconds ?? 0) }),
-      online_message: h('textarea', { class: 'input textarea', id: uid + '-online', rows: '2', value: ho.online_message || '' }),
-      offline_message: h('textarea', { class: 'input textarea', id: uid + '-offline', rows: '2', value: ho.offline_message || '' }),
-    };
+    const parts = [
+      botBasicsPart(b, uid),
+      handoverBasicsPart(ho, uid),
+      triggersPart(ho, uid),
+      routingPart(ho, uid, depts),
+      actionsPart(ho.actions, uid, depts),
+    ];
     const status = h('span', { class: 'save-status', 'aria-live': 'polite' });
     const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
-    const save = h('button', { class: 'btn btn-primary', type: 'submit', text: 'Save changes' });
-    const form = h('form', { class: 'card form-card bot-card', novalidate: true },
+    const save = h('button', { class: 'btn btn-primary', type: 'submit', text: 'Save changes', 'data-testid': 'bot-save' });
+    const form = h('form', { class: 'card form-card bot-card', novalidate: true, 'data-testid': 'bot-form', 'data-bot-id': b.id },
       h('div', { class: 'card-head' },
         h('span', { class: 'avatar avatar--md avatar--bot', 'aria-hidden': 'true' }, icon('bot')),
         h('div', null, h('h2', { class: 'card-title', text: b.name || b.id }), h('p', { class: 'card-sub' }, 'ID ', h('code', { class: 'mono', text: b.id }))),
         h('span', { class: 'pill ' + (ho.enabled ? 'pill--active' : 'pill--resolved') }, h('span', { class: 'pill-dot' }), ho.enabled ? 'Hand-over on' : 'Hand-over off')),
-      h('div', { class: 'card-body' },
-        h('h3', { class: 'form-section', text: 'Bot' }),
-        h('div', { class: 'form-grid' },
-          field('Name', f.name),
-          field('Greeting', f.greeting, 'The first message visitors see.')),
-        h('h3', { class: 'form-section', text: 'Hand-over' }),
-        h('div', { class: 'form-grid' },
-          checkField('Allow hand-over to humans', f.enabled, 'Visitors can reach your team from this bot.'),
-          checkField('Monitor bot conversations', f.monitoring, 'Show conversations in the Bot tab while the bot is talking.'),
-          field('Show "Talk to a human" after', f.request_button_after, 'How many bot answers the visitor sees before the button appears (0 = from the start).'),
-          field('Pause the bot after a hand-over (seconds)', f.pause_bot_for_seconds, 'The bot stays quiet this long after a human takes over.'),
-          field('Message when agents are online', f.online_message),
-          field('Message when no one is online', f.offline_message))),
+      h('div', { class: 'card-body' }, parts.map((p) => p.nodes)),
       h('div', { class: 'card-foot' }, err, status, save));
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       err.hidden = true;
-      const blank = (input) => input.value.trim() === '';
-      const rba = Number(f.request_button_after.value);
-      const pause = Number(f.pause_bot_for_seconds.value);
-      if (blank(f.request_button_after) || !Number.isInteger(rba) || rba < 0 || rba > 100) {
-        err.textContent = '"Show Talk to a human after" must be a whole number from 0 to 100.';
-        err.hidden = false;
+      const problem = parts.map((p) => (p.check ? p.check() : null)).find(Boolean);
+      if (problem) {
+        showError(err, problem);
         return;
       }
-      if (blank(f.pause_bot_for_seconds) || !Number.isInteger(pause) || pause < 0 || pause > 30 * 86400) {
-        err.textContent = 'The bot pause must be a whole number of seconds, from 0 to 2592000 (30 days).';
-        err.hidden = false;
-        return;
-      }
-      const payload = {
-        name: f.name.value.trim(),
-        greeting: f.greeting.value,
-        handover: {
-          enabled: f.enabled.checked,
-          monitoring: f.monitoring.checked,
-          request_button_after: rba,
-          pause_bot_for_seconds: pause,
-          online_message: f.online_message.value,
-          offline_message: f.offline_message.value,
-        },
-      };
+      const payload = { handover: {} };
+      for (const p of parts) p.collect(payload);
       save.disabled = true;
       status.className = 'save-status';
       status.textContent = 'Saving…';
       try {
         const res = await api('PUT', '/api/v1/bots/' + enc(b.id), payload);
         const nb = (res && res.bot) || Object.assign({}, b, payload);
-        status.className = 'save-status is-ok';
-        status.textContent = 'Saved';
-        const fresh = botForm(nb);
+        const fresh = botForm(nb, depts);
         form.replaceWith(fresh);
         const st = fresh.querySelector('.save-status');
         st.className = 'save-status is-ok';
@@ -2448,13 +2904,608 @@
         }, 3000);
       } catch (ex) {
         status.textContent = '';
-        err.textContent = ex.message;
-        err.hidden = false;
+        showError(err, ex.message);
       } finally {
         save.disabled = false;
       }
     });
     return form;
+  }
+
+  function formSection(title, ...kids) {
+    return [h('h3', { class: 'form-section', text: title }), ...kids];
+  }
+
+  function numberInput(id, value, min, max, step) {
+    return h('input', { class: 'input', type: 'number', id, min, max, step: step || '1', value: String(value ?? 0) });
+  }
+
+  function botBasicsPart(b, uid) {
+    const name = h('input', { class: 'input', type: 'text', id: uid + '-name', value: b.name || '' });
+    const greeting = h('textarea', { class: 'input textarea', id: uid + '-greeting', rows: '2', value: b.greeting || '' });
+    return {
+      nodes: formSection('Bot', h('div', { class: 'form-grid' },
+        field('Name', name),
+        field('Greeting', greeting, 'The first message visitors see.'))),
+      collect: (p) => {
+        p.name = name.value.trim();
+        p.greeting = greeting.value;
+      },
+    };
+  }
+
+  function handoverBasicsPart(ho, uid) {
+    const f = {
+      enabled: h('input', { type: 'checkbox', id: uid + '-enabled', checked: !!ho.enabled }),
+      monitoring: h('input', { type: 'checkbox', id: uid + '-monitoring', checked: !!ho.monitoring }),
+      rba: numberInput(uid + '-rba', ho.request_button_after, '0', '100'),
+      pause: numberInput(uid + '-pause', ho.pause_bot_for_seconds, '0'),
+      online: h('textarea', { class: 'input textarea', id: uid + '-online', rows: '2', value: ho.online_message || '' }),
+      offline: h('textarea', { class: 'input textarea', id: uid + '-offline', rows: '2', value: ho.offline_message || '' }),
+    };
+    return {
+      nodes: formSection('Hand-over', h('div', { class: 'form-grid' },
+        checkField('Allow hand-over to humans', f.enabled, 'Visitors can reach your team from this bot.'),
+        checkField('Monitor bot conversations', f.monitoring, 'Show conversations in the Bot tab while the bot is talking.'),
+        field('Show "Talk to a human" after', f.rba, 'How many bot answers the visitor sees before the button appears (0 = from the start).'),
+        field('Pause the bot after a hand-over (seconds)', f.pause, 'The bot stays quiet this long after a human takes over.'),
+        field('Message when agents are online', f.online),
+        field('Message when no one is online', f.offline))),
+      check: () => {
+        if (wholeNumber(f.rba, 0, 100) === null) return '"Show Talk to a human after" must be a whole number from 0 to 100.';
+        if (wholeNumber(f.pause, 0, 30 * 86400) === null) return 'The bot pause must be a whole number of seconds, from 0 to 2592000 (30 days).';
+        return null;
+      },
+      collect: (p) => Object.assign(p.handover, {
+        enabled: f.enabled.checked,
+        monitoring: f.monitoring.checked,
+        request_button_after: wholeNumber(f.rba, 0, 100),
+        pause_bot_for_seconds: wholeNumber(f.pause, 0, 30 * 86400),
+        online_message: f.online.value,
+        offline_message: f.offline.value,
+      }),
+    };
+  }
+
+  const COUNTERS = [
+    ['cycle_count', 'Hand over after this many unanswered questions', '0 = off.'],
+    ['failed_to_resolve', 'Hand over after this many "that did not help"', '0 = off.'],
+    ['repeated_requests', 'Asks for a human, in words, before it happens', '1 = the first time. The button always works.'],
+  ];
+
+  function triggersPart(ho, uid) {
+    const counters = COUNTERS.map(([key, label, help]) => [key, label, help, numberInput(uid + '-' + key, ho[key], '0')]);
+    const lack = h('input', { type: 'checkbox', id: uid + '-lack', checked: ho.lack_of_information !== false });
+    const frustration = frustrationInputs(ho.frustration, uid);
+    const phrases = h('textarea', { class: 'input textarea', id: uid + '-phrases', rows: '3', value: (ho.phrases || []).join('\n'), placeholder: 'put me through to someone' });
+    const intents = h('input', { class: 'input', type: 'text', id: uid + '-intents', value: (ho.intents || []).join(', '), placeholder: 'cancel_contract, complaint', autocomplete: 'off' });
+    return {
+      nodes: formSection('When the bot hands over', h('div', { class: 'form-grid' },
+        counters.map(([, label, help, input]) => field(label, input, help)),
+        checkField('Hand over when the knowledge base has no answer', lack, 'The topic is known but nothing answers it.'),
+        frustration.node,
+        field('More ways to ask for a human (one per line)', phrases, 'On top of the built-in phrases in seven languages.'),
+        field('Intents that always go to a human (comma-separated)', intents))),
+      check: () => {
+        for (const [, label, , input] of counters) {
+          if (wholeNumber(input, 0, 1000000) === null) return '"' + label + '" must be a whole number, 0 or more.';
+        }
+        return frustration.check();
+      },
+      collect: (p) => {
+        for (const [key, , , input] of counters) p.handover[key] = wholeNumber(input, 0, 1000000);
+        p.handover.lack_of_information = lack.checked;
+        p.handover.frustration = frustration.value();
+        p.handover.phrases = lineList(phrases.value);
+        p.handover.intents = commaList(intents.value);
+      },
+    };
+  }
+
+  /** Frustration is off (false) or a sentiment threshold in -1..0. */
+  function frustrationInputs(current, uid) {
+    const on = typeof current === 'number';
+    const mode = h('select', { class: 'select', id: uid + '-frustration', 'data-testid': 'bot-frustration' },
+      h('option', { value: 'off', text: 'Off', selected: !on }),
+      h('option', { value: 'on', text: 'At or below a threshold', selected: on }));
+    const threshold = h('input', {
+      class: 'input input--narrow', type: 'number', min: '-1', max: '-0.01', step: '0.05', id: uid + '-frustration-threshold',
+      value: String(on ? current : -0.6), disabled: !on, 'aria-label': 'Frustration threshold, from -1 to 0',
+    });
+    mode.addEventListener('change', () => {
+      threshold.disabled = mode.value === 'off';
+    });
+    const node = h('div', { class: 'field' },
+      h('label', { for: mode.id, text: 'Hand over on frustration' }),
+      h('div', { class: 'input-row' }, mode, threshold),
+      h('p', { class: 'field-help', text: 'Sentiment runs from -1 (angry) to 0; a message at or below the threshold hands over.' }));
+    const number = () => Number(threshold.value);
+    return {
+      node,
+      check: () => (mode.value === 'on' && !(threshold.value.trim() !== '' && number() >= -1 && number() < 0)
+        ? 'The frustration threshold must be from -1 up to (not including) 0.' : null),
+      value: () => (mode.value === 'on' ? number() : false),
+    };
+  }
+
+  const CONTACT_FIELDS = [['email', 'Email'], ['name', 'Name'], ['phone', 'Phone']];
+
+  function departmentOptions(depts, current, noneLabel) {
+    const options = [h('option', { value: '', text: noneLabel, selected: !current })];
+    for (const d of depts) {
+      options.push(h('option', { value: d.id, text: d.name && d.name !== d.id ? d.name + ' (' + d.id + ')' : d.id, selected: d.id === current }));
+    }
+    // Keep a department the form does not know (e.g. removed from baton.toml) visible rather than dropping it.
+    if (current && !depts.some((d) => d.id === current)) options.push(h('option', { value: current, text: current, selected: true }));
+    return options;
+  }
+
+  /** A settings duration in seconds for a number input: 10 → 10, "500ms" → 0.5. */
+  function secondsOf(v) {
+    if (typeof v === 'number') return v;
+    const ms = /^(\d+)ms$/.exec(String(v || '').trim());
+    return ms ? Number(ms[1]) / 1000 : Number(v) || 0;
+  }
+
+  function routingPart(ho, uid, depts) {
+    const dept = h('select', { class: 'select', id: uid + '-department', 'data-testid': 'bot-department' }, departmentOptions(depts, ho.department || '', 'None'));
+    const wanted = Array.isArray(ho.collect_contact) ? ho.collect_contact : ho.collect_contact === true ? ['email'] : [];
+    const contact = CONTACT_FIELDS.map(([key]) => h('input', { type: 'checkbox', value: key, id: uid + '-collect-' + key, checked: wanted.includes(key) }));
+    const queue = h('textarea', { class: 'input textarea', id: uid + '-queue', rows: '2', value: ho.queue_message || '' });
+    const closing = h('textarea', { class: 'input textarea', id: uid + '-closing', rows: '2', value: ho.closing_message || '' });
+    const timeout = numberInput(uid + '-action-timeout', secondsOf(ho.action_timeout), '0.1', '3600', 'any');
+    return {
+      nodes: formSection('Routing and messages',
+        h('div', { class: 'form-grid' },
+          field('Department', dept, 'Where hand-overs go when no topic routes them elsewhere.'),
+          h('fieldset', { class: 'fieldset' }, h('legend', { text: 'Ask for contact details first' }),
+            h('div', { class: 'check-row' }, contact.map((c, i) => h('label', { class: 'check', for: c.id }, c, h('span', { text: CONTACT_FIELDS[i][1] })))),
+            h('p', { class: 'field-help', text: 'Only what the visitor has not given yet is asked. None ticked: off.' })),
+          field('Message while everyone is busy', queue, 'Use {position} for their place in the queue.'),
+          field('Closing message', closing, 'What the "closing message" action says when it names no text.'),
+          field('Action timeout (seconds)', timeout, 'How long one action after a hand-over may take.'))),
+      check: () => {
+        const n = Number(timeout.value);
+        return timeout.value.trim() === '' || !(n > 0) ? 'The action timeout must be a number of seconds above 0.' : null;
+      },
+      collect: (p) => {
+        const n = Number(timeout.value);
+        Object.assign(p.handover, {
+          department: dept.value || null,
+          collect_contact: contact.filter((c) => c.checked).map((c) => c.value),
+          queue_message: queue.value,
+          closing_message: closing.value,
+          action_timeout: Number.isInteger(n) ? n : Math.round(n * 1000) + 'ms',
+        });
+      },
+    };
+  }
+
+  // --- the post-hand-over actions editor -----------------------------------------------
+
+  const ACTION_TYPES = [
+    ['assign', 'Assign'], ['task', 'Create a task'], ['notify', 'Notify the team'], ['closing_message', 'Closing message'],
+    ['pause_bot', 'Pause the bot'], ['tags', 'Add tags'], ['webhook', 'Call a webhook'],
+  ];
+  const ASSIGN_MODES = [['round_robin', 'Round robin'], ['least_busy', 'Least busy']];
+
+  // Each type's fields. Kinds: text, email, url, textarea, duration (seconds or "15m"), list (comma-separated), mode, department.
+  const ACTION_FIELDS = {
+    assign: [
+      { key: 'to', label: 'Assign to (staff email)', kind: 'email', help: 'Empty: pick someone in the department.' },
+      { key: 'department', label: 'Department', kind: 'department' },
+      { key: 'mode', label: 'How to pick', kind: 'mode' },
+    ],
+    task: [
+      { key: 'title', label: 'Title', kind: 'text' },
+      { key: 'assignee', label: 'Assignee (staff email)', kind: 'email', help: 'Empty: whoever has the conversation.' },
+      { key: 'due', label: 'Due after', kind: 'duration', required: true, help: 'Seconds, or e.g. 30m, 4h, 1d.' },
+      { key: 'description', label: 'Description', kind: 'textarea' },
+    ],
+    notify: [{ key: 'to', label: 'Notify (staff email)', kind: 'email', help: 'Empty: the assignee, else every owner.' }],
+    closing_message: [{ key: 'text', label: 'Message to the visitor', kind: 'textarea', help: 'Empty: the closing message above.' }],
+    pause_bot: [{ key: 'for', label: 'Pause the bot for', kind: 'duration', required: true, help: 'Seconds, or e.g. 15m, 2h.' }],
+    tags: [{ key: 'tags', label: 'Tags (comma-separated)', kind: 'list', required: true }],
+    webhook: [
+      { key: 'url', label: 'URL', kind: 'url', required: true },
+      { key: 'secret', label: 'Signing secret (optional)', kind: 'text' },
+    ],
+  };
+  const ACTION_DEFAULTS = { task: { due: '1d' }, pause_bot: { for: '15m' } };
+
+  function actionLabel(type) {
+    const known = ACTION_TYPES.find(([t]) => t === type);
+    return known ? known[1] : words(type);
+  }
+
+  /** An action as the form edits it: its type and each field as text. */
+  function actionDraft(a) {
+    const values = {};
+    for (const f of ACTION_FIELDS[a.type] || []) {
+      const v = a[f.key];
+      if (v === undefined || v === null) continue;
+      values[f.key] = f.kind === 'duration' ? durationText(v) : f.kind === 'list' ? [].concat(v).join(', ') : String(v);
+    }
+    return { type: a.type, values };
+  }
+
+  function newActionDraft(type) {
+    return { type, values: Object.assign({}, ACTION_DEFAULTS[type]) };
+  }
+
+  function actionFromDraft(d) {
+    const out = { type: d.type };
+    for (const f of ACTION_FIELDS[d.type]) {
+      const raw = String(d.values[f.key] || '').trim();
+      if (f.kind === 'list') out[f.key] = commaList(raw);
+      else if (raw) out[f.key] = f.kind === 'duration' ? durationValue(raw) : raw;
+    }
+    return out;
+  }
+
+  function actionProblem(drafts) {
+    for (const [i, d] of drafts.entries()) {
+      if (!ACTION_FIELDS[d.type]) return 'Action ' + (i + 1) + ' has an unknown type, "' + d.type + '".';
+      for (const f of ACTION_FIELDS[d.type]) {
+        const raw = String(d.values[f.key] || '').trim();
+        const empty = f.kind === 'list' ? !commaList(raw).length : !raw;
+        if (f.required && empty) return 'Action ' + (i + 1) + ' (' + actionLabel(d.type) + ') needs "' + f.label + '".';
+      }
+    }
+    return null;
+  }
+
+  function actionsPart(actions, uid, depts) {
+    const drafts = (actions || []).map(actionDraft);
+    const list = h('ol', { class: 'action-list', 'data-testid': 'action-list' });
+    const addType = h('select', { class: 'select select--sm', id: uid + '-add-action', 'aria-label': 'Type of action to add' },
+      ACTION_TYPES.map(([v, l]) => h('option', { value: v, text: l })));
+    const addBtn = h('button', { class: 'btn btn-secondary btn-sm', type: 'button', 'data-testid': 'action-add' }, icon('plus'), 'Add action');
+
+    // Redraws the list, then focuses `selector` inside item `index` (or, failing that, its type select).
+    function redraw(index, selector) {
+      clear(list);
+      if (!drafts.length) list.appendChild(h('li', { class: 'action-empty', text: 'No actions: a handed-over conversation simply waits to be claimed.' }));
+      drafts.forEach((d, i) => list.appendChild(actionItem(d, i, drafts.length, uid, depts, ops)));
+      const item = index === undefined ? null : list.children[index];
+      if (!item) return;
+      const target = (selector && item.querySelector(selector + ':not([disabled])')) || item.querySelector('[data-role="type"]');
+      if (target) target.focus();
+    }
+    const ops = {
+      move(i, delta) {
+        const j = i + delta;
+        [drafts[i], drafts[j]] = [drafts[j], drafts[i]];
+        redraw(j, '[data-role="' + (delta < 0 ? 'up' : 'down') + '"]');
+      },
+      remove(i) {
+        drafts.splice(i, 1);
+        if (drafts.length) redraw(Math.min(i, drafts.length - 1));
+        else {
+          redraw();
+          addType.focus();
+        }
+      },
+      retype(i, type) {
+        drafts[i] = newActionDraft(type);
+        redraw(i);
+      },
+    };
+    addBtn.addEventListener('click', () => {
+      drafts.push(newActionDraft(addType.value));
+      redraw(drafts.length - 1);
+    });
+    redraw();
+    return {
+      nodes: formSection('After the hand-over',
+        h('p', { class: 'field-help section-help', text: 'These actions run in order each time a conversation from this bot is handed over.' }),
+        list,
+        h('div', { class: 'action-add' }, addType, addBtn)),
+      check: () => actionProblem(drafts),
+      collect: (p) => {
+        p.handover.actions = drafts.map(actionFromDraft);
+      },
+    };
+  }
+
+  function actionItem(d, i, count, uid, depts, ops) {
+    const base = uid + '-action-' + i;
+    const n = i + 1;
+    const type = h('select', { class: 'select select--sm', id: base + '-type', 'data-role': 'type', 'data-testid': 'action-type' },
+      ACTION_TYPES.map(([v, l]) => h('option', { value: v, text: l, selected: v === d.type })));
+    type.addEventListener('change', () => ops.retype(i, type.value));
+    const tool = (name, label, role, disabled, run) => h('button', {
+      class: 'icon-btn', type: 'button', 'aria-label': label + ' (action ' + n + ')', title: label,
+      'data-role': role, 'data-testid': 'action-' + role, disabled, onclick: run,
+    }, icon(name));
+    return h('li', { class: 'action-item', 'data-testid': 'action-item' },
+      h('div', { class: 'action-item-head' },
+        h('span', { class: 'action-num', 'aria-hidden': 'true', text: String(n) }),
+        h('label', { class: 'sr-only', for: type.id, text: 'Action ' + n + ' type' }),
+        type,
+        h('div', { class: 'action-tools' },
+          tool('arrowUp', 'Move up', 'up', i === 0, () => ops.move(i, -1)),
+          tool('arrowDown', 'Move down', 'down', i === count - 1, () => ops.move(i, 1)),
+          tool('trash', 'Remove', 'remove', false, () => ops.remove(i)))),
+      h('div', { class: 'form-grid action-fields' }, (ACTION_FIELDS[d.type] || []).map((f) => actionField(d, f, base, depts))));
+  }
+
+  function actionField(d, f, base, depts) {
+    const id = base + '-' + f.key;
+    const value = d.values[f.key] || '';
+    let input;
+    if (f.kind === 'textarea') input = h('textarea', { class: 'input textarea', rows: '2', id, value });
+    else if (f.kind === 'mode') input = h('select', { class: 'select', id }, ASSIGN_MODES.map(([v, l]) => h('option', { value: v, text: l, selected: v === (value || 'round_robin') })));
+    else if (f.kind === 'department') input = h('select', { class: 'select', id }, departmentOptions(depts, value, 'The conversation’s department'));
+    else {
+      const type = f.kind === 'email' ? 'email' : f.kind === 'url' ? 'url' : 'text';
+      input = h('input', { class: 'input', type, id, value, autocomplete: 'off', required: !!f.required });
+    }
+    const sync = () => {
+      d.values[f.key] = input.value;
+    };
+    input.addEventListener('input', sync);
+    input.addEventListener('change', sync);
+    return h('div', { class: f.kind === 'textarea' ? 'field-wide' : null }, field(f.label, input, f.help));
+  }
+
+  // --- departments ---------------------------------------------------------------------
+
+  const ASSIGNMENT_LABEL = { manual: 'Manual (agents claim)', round_robin: 'Round robin', least_busy: 'Least busy' };
+  const AVAILABILITY = {
+    available: ['pill--active', 'Available'],
+    busy: ['pill--waiting', 'Busy'],
+    offline: ['pill--resolved', 'Offline'],
+  };
+
+  async function adminDepartments(holder) {
+    adminFetchPage(holder, {
+      title: 'Departments',
+      blurb: 'Teams that hand-overs are routed to. They are configured in baton.toml ([[departments]]); this page is read-only.',
+      path: '/api/v1/departments',
+      key: 'departments',
+      empty: () => emptyState('layers', 'No departments',
+        'Add ', h('code', { class: 'mono', text: '[[departments]]' }), ' to baton.toml to route hand-overs by team, hours and topic.'),
+      render: (list) => h('div', { class: 'card-grid' }, list.map(departmentCard)),
+    });
+  }
+
+  function departmentCard(d) {
+    const [availClass, availLabel] = AVAILABILITY[d.availability] || ['pill--resolved', words(d.availability)];
+    const hours = d.hours || [];
+    const topics = d.topics || [];
+    return h('div', { class: 'card dept-card', 'data-testid': 'department' },
+      h('div', { class: 'channel-top' },
+        h('span', { class: 'channel-icon' }, icon('layers')),
+        h('div', { class: 'channel-name' }, h('h2', { class: 'card-title', text: d.name || d.id }), h('code', { class: 'mono card-sub', text: d.id })),
+        h('span', { class: 'pill ' + (d.open ? 'pill--active' : 'pill--resolved') }, h('span', { class: 'pill-dot' }), d.open ? 'Open now' : 'Closed')),
+      dl([
+        ['Agents', h('span', { class: 'pill ' + availClass }, h('span', { class: 'pill-dot' }), availLabel)],
+        ['Hours', hours.length ? h('span', { class: 'hours' }, hours.map((x) => h('span', { class: 'mono', text: x }))) : 'Always open'],
+        ['Time zone', d.timezone || 'UTC'],
+        ['Assignment', ASSIGNMENT_LABEL[d.assignment] || words(d.assignment)],
+        ['Topics', topics.length ? h('span', { class: 'chips' }, topics.map((t) => h('span', { class: 'chip chip--code', text: t }))) : h('span', { class: 'muted', text: 'None' })],
+      ]));
+  }
+
+  // --- knowledge base --------------------------------------------------------------------
+
+  const ENTRY_ID = /^[A-Za-z0-9._-]{1,100}$/;
+
+  function slugify(text) {
+    return String(text || '').normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-').slice(0, 60).replace(/^-+|-+$/g, '');
+  }
+
+  function uniqueSlug(text, taken) {
+    const base = slugify(text) || 'entry';
+    let id = base;
+    for (let n = 2; taken.has(id); n++) id = base + '-' + n;
+    return id;
+  }
+
+  async function adminKnowledge(holder) {
+    const addBtn = h('button', { class: 'btn btn-primary', type: 'button', 'data-testid': 'kb-add' }, icon('plus'), 'Add entry');
+    const body = adminHead(holder, 'Knowledge base', 'The questions the bot answers. Changes are live at once.', addBtn);
+    body.appendChild(loadingBlock('Loading bots…'));
+    let bots;
+    try {
+      const res = await api('GET', '/api/v1/bots');
+      bots = (res && res.bots) || [];
+    } catch (e) {
+      if (!stale(holder)) clear(body).appendChild(errorBlock(e, 'Bots'));
+      return;
+    }
+    if (stale(holder)) return;
+    clear(body);
+    if (!bots.length) {
+      addBtn.disabled = true;
+      body.appendChild(emptyState('book', 'No bots configured', 'Bots are defined in the Baton configuration file.'));
+      return;
+    }
+    knowledgeEditor(body, bots, addBtn);
+  }
+
+  function knowledgeEditor(body, bots, addBtn) {
+    const saved = store.get('kbBot', '');
+    const kb = { bot: bots.some((b) => b.id === saved) ? saved : bots[0].id, entries: [], gen: 0 };
+    const search = h('input', { class: 'input input--sm', type: 'search', id: 'kb-search', placeholder: 'Search questions and answers', autocomplete: 'off', 'data-testid': 'kb-search' });
+    const count = h('span', { class: 'kb-count', 'aria-live': 'polite' });
+    const formSlot = h('div');
+    const listSlot = h('div', { class: 'stack' });
+    let picker = null;
+    if (bots.length > 1) {
+      picker = h('select', { class: 'select select--sm', id: 'kb-bot', 'data-testid': 'kb-bot' }, bots.map((b) => h('option', { value: b.id, text: b.name || b.id, selected: b.id === kb.bot })));
+      picker.addEventListener('change', () => {
+        kb.bot = picker.value;
+        store.set('kbBot', kb.bot);
+        clear(formSlot);
+        load();
+      });
+    }
+    body.appendChild(h('div', { class: 'kb-toolbar' },
+      picker ? h('label', { class: 'range-field', for: 'kb-bot' }, h('span', { text: 'Bot' }), picker) : null,
+      h('div', { class: 'kb-search' }, icon('search', 'icon--sm'), h('label', { class: 'sr-only', for: 'kb-search', text: 'Search entries' }), search),
+      count));
+    append(body, [formSlot, listSlot]);
+
+    function openForm(entry) {
+      const taken = new Set(kb.entries.map((e) => e.id));
+      clear(formSlot).appendChild(kbForm(kb.bot, entry, taken, (savedEntry) => {
+        clear(formSlot);
+        load(savedEntry && savedEntry.id);
+      }, () => {
+        clear(formSlot);
+        addBtn.focus();
+      }));
+      formSlot.scrollIntoView({ block: 'nearest' });
+      formSlot.querySelector('input').focus();
+    }
+    async function remove(entry) {
+      await api('DELETE', '/api/v1/bots/' + enc(kb.bot) + '/knowledge/' + enc(entry.id));
+      toast('Deleted "' + entry.question + '".', 'success');
+      load();
+    }
+    function draw() {
+      const q = search.value.trim().toLowerCase();
+      const shown = kb.entries.filter((e) => !q || [e.id, e.question, e.answer].concat(e.alternatives || []).some((x) => String(x || '').toLowerCase().includes(q)));
+      count.textContent = q ? shown.length + ' of ' + kb.entries.length + ' entries' : kb.entries.length + (kb.entries.length === 1 ? ' entry' : ' entries');
+      clear(listSlot);
+      if (!kb.entries.length) listSlot.appendChild(emptyState('book', 'No entries yet', 'Add the questions your visitors ask, and the answers the bot should give.'));
+      else if (!shown.length) listSlot.appendChild(h('p', { class: 'panel-empty', text: 'No entry matches "' + search.value.trim() + '".' }));
+      for (const e of shown) listSlot.appendChild(kbEntryCard(e, openForm, remove));
+    }
+    async function load(focusId) {
+      const my = ++kb.gen;
+      clear(listSlot).appendChild(loadingBlock('Loading entries…'));
+      try {
+        const res = await api('GET', '/api/v1/bots/' + enc(kb.bot) + '/knowledge');
+        if (my !== kb.gen || !listSlot.isConnected) return;
+        kb.entries = (res && res.entries) || [];
+        draw();
+        const card = focusId && listSlot.querySelector('[data-entry-id="' + CSS.escape(focusId) + '"] [data-testid="kb-edit"]');
+        if (card) card.focus();
+      } catch (e) {
+        if (my !== kb.gen || !listSlot.isConnected) return;
+        clear(listSlot).appendChild(errorBlock(e, 'Knowledge entries'));
+      }
+    }
+    search.addEventListener('input', draw);
+    addBtn.addEventListener('click', () => openForm(null));
+    load();
+  }
+
+  function kbEntryCard(e, onEdit, onDelete) {
+    const alts = e.alternatives || [];
+    const fromFile = e.source !== 'api';
+    return h('article', { class: 'card kb-entry', 'data-testid': 'kb-entry', 'data-entry-id': e.id },
+      h('div', { class: 'kb-entry-head' },
+        h('div', { class: 'kb-entry-titles' },
+          h('h2', { class: 'kb-question', text: e.question }),
+          h('code', { class: 'mono card-sub', text: e.id })),
+        h('span', {
+          class: 'chip kb-source kb-source--' + (fromFile ? 'file' : 'api'), 'data-testid': 'kb-source',
+          title: fromFile ? 'From the knowledge folder' : 'Added or changed in the inbox', text: fromFile ? 'File' : 'Edited here',
+        }),
+        e.handover ? h('span', { class: 'chip chip--reason chip--teal', text: 'Hands over' }) : null),
+      h('p', { class: 'kb-answer', text: e.answer }),
+      alts.length ? h('p', { class: 'kb-alts' }, h('span', { class: 'muted', text: 'Also asked as: ' }), alts.join(' · ')) : null,
+      h('div', { class: 'kb-entry-actions' },
+        h('button', { class: 'btn btn-secondary btn-sm', type: 'button', 'data-testid': 'kb-edit', onclick: () => onEdit(e) }, icon('edit'), 'Edit'),
+        confirmButton('Delete', () => onDelete(e), 'kb-delete')));
+  }
+
+  function kbForm(botId, entry, taken, onDone, onCancel) {
+    const isNew = !entry;
+    const e = entry || { id: '', question: '', alternatives: [], answer: '', buttons: [], handover: false };
+    const question = h('input', { class: 'input', type: 'text', id: 'kb-question', maxlength: '500', required: true, value: e.question, 'data-testid': 'kb-question' });
+    const id = h('input', { class: 'input mono', type: 'text', id: 'kb-id', maxlength: '100', required: true, value: e.id, readOnly: !isNew, autocomplete: 'off', spellcheck: 'false', 'data-testid': 'kb-id' });
+    const alternatives = h('textarea', { class: 'input textarea', id: 'kb-alternatives', rows: '4', value: (e.alternatives || []).join('\n'), 'data-testid': 'kb-alternatives' });
+    const answer = h('textarea', { class: 'input textarea', id: 'kb-answer', rows: '5', maxlength: '10000', required: true, value: e.answer, 'data-testid': 'kb-answer' });
+    const handover = h('input', { type: 'checkbox', id: 'kb-handover', checked: !!e.handover, 'data-testid': 'kb-handover' });
+    // A new entry's id follows the question until someone types an id of their own.
+    let idTouched = !isNew;
+    id.addEventListener('input', () => {
+      idTouched = true;
+    });
+    question.addEventListener('input', () => {
+      if (!idTouched) id.value = uniqueSlug(question.value, taken);
+    });
+    const buttons = e.buttons || [];
+    const err = h('p', { class: 'form-error', role: 'alert', hidden: true });
+    const submit = h('button', { class: 'btn btn-primary', type: 'submit', 'data-testid': 'kb-save', text: isNew ? 'Add entry' : 'Save entry' });
+    const form = h('form', { class: 'card card--pad form-card', novalidate: true, 'data-testid': 'kb-form' },
+      h('h2', { class: 'card-title', text: isNew ? 'Add an entry' : 'Edit entry' }),
+      h('div', { class: 'form-grid' },
+        field('Question', question, 'How a visitor would usually ask it.'),
+        field('Entry ID', id, isNew ? 'Letters, digits, - _ . — made from the question; you may change it.' : 'An existing entry keeps its ID.'),
+        field('Other ways to ask (one per line)', alternatives),
+        checkField('Hand over to a human after this answer', handover, 'The conversation goes to your team (reason: intent).')),
+      field('Answer', answer),
+      buttons.length ? h('p', { class: 'field-help', text: 'This entry has ' + buttons.length + (buttons.length === 1 ? ' button' : ' buttons') + ' (' + buttons.map((b) => b.label).join(', ') + '); they are kept.' }) : null,
+      err,
+      h('div', { class: 'form-actions' }, h('button', { class: 'btn btn-ghost', type: 'button', text: 'Cancel', onclick: onCancel }), submit));
+    form.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      err.hidden = true;
+      const problem = !question.value.trim() ? [question, 'Write the question.']
+        : !answer.value.trim() ? [answer, 'Write the answer.']
+          : !ENTRY_ID.test(id.value) ? [id, 'The ID takes 1 to 100 letters, digits, "-", "_" or "."']
+            : isNew && taken.has(id.value) ? [id, 'An entry with this ID exists already: edit that one, or choose another ID.'] : null;
+      if (problem) {
+        showError(err, problem[1]);
+        problem[0].focus();
+        return;
+      }
+      submit.disabled = true;
+      try {
+        const res = await api('PUT', '/api/v1/bots/' + enc(botId) + '/knowledge/' + enc(id.value), {
+          question: question.value.trim(),
+          answer: answer.value.trim(),
+          alternatives: lineList(alternatives.value),
+          buttons,
+          handover: handover.checked,
+        });
+        toast(isNew ? 'Entry added.' : 'Entry saved.', 'success');
+        onDone((res && res.entry) || { id: id.value });
+      } catch (ex) {
+        submit.disabled = false;
+        showError(err, ex.message);
+      }
+    });
+    return form;
+  }
+
+  /** A danger button that asks for a second click within 4 seconds before it runs `run`. */
+  function confirmButton(label, run, testid) {
+    let armed = false;
+    let timer = 0;
+    const btn = h('button', { class: 'btn btn-danger-ghost btn-sm', type: 'button', text: label, 'data-testid': testid || null });
+    const disarm = () => {
+      armed = false;
+      btn.textContent = label;
+      btn.classList.remove('is-armed');
+    };
+    btn.addEventListener('click', async () => {
+      if (!armed) {
+        armed = true;
+        btn.textContent = 'Click again to ' + label.toLowerCase();
+        btn.classList.add('is-armed');
+        timer = setTimeout(disarm, 4000);
+        return;
+      }
+      clearTimeout(timer);
+      btn.disabled = true;
+      try {
+        await run();
+      } catch (e) {
+        report(e);
+      } finally {
+        btn.disabled = false;
+        disarm();
+      }
+    });
+    return btn;
   }
 
   // --- channels -------------------------------------------------------------------------
@@ -2575,31 +3626,10 @@
       toggle.setAttribute('aria-expanded', String(open));
       if (open) loadDeliveries(w, deliveries);
     });
-    let armed = false;
-    let armTimer = 0;
-    const del = h('button', { class: 'btn btn-danger-ghost btn-sm', type: 'button', text: 'Delete' });
-    del.addEventListener('click', async () => {
-      if (!armed) {
-        armed = true;
-        del.textContent = 'Click again to delete';
-        del.classList.add('is-armed');
-        armTimer = setTimeout(() => {
-          armed = false;
-          del.textContent = 'Delete';
-          del.classList.remove('is-armed');
-        }, 4000);
-        return;
-      }
-      clearTimeout(armTimer);
-      del.disabled = true;
-      try {
-        await api('DELETE', '/api/v1/webhooks/' + enc(w.id));
-        toast('Webhook deleted.', 'success');
-        reload();
-      } catch (e) {
-        del.disabled = false;
-        report(e);
-      }
+    const del = confirmButton('Delete', async () => {
+      await api('DELETE', '/api/v1/webhooks/' + enc(w.id));
+      toast('Webhook deleted.', 'success');
+      reload();
     });
     const evs = (w.events || []);
     return h('div', { class: 'card webhook-card' },
@@ -2755,9 +3785,12 @@
       csv.setAttribute('download', 'baton-handovers-' + from.value + '-to-' + to.value + '.csv');
       clear(content).appendChild(loadingBlock('Crunching numbers…'));
       try {
-        const r = await api('GET', '/api/v1/reports/handovers' + (q ? '?' + q : ''));
+        const [r, depts] = await Promise.all([
+          api('GET', '/api/v1/reports/handovers' + (q ? '?' + q : '')),
+          loadDepartments().catch(() => []),
+        ]);
         if (my !== gen || !content.isConnected) return;
-        clear(content).appendChild(reportBody(r || {}));
+        clear(content).appendChild(reportBody(r || {}, new Map(depts.map((d) => [d.id, d.name]))));
       } catch (e) {
         if (my !== gen || !content.isConnected) return;
         clear(content).appendChild(errorBlock(e, 'Reports'));
@@ -2766,18 +3799,24 @@
     load();
   }
 
-  function statCard(label, value, sub, tone) {
-    return h('div', { class: 'card stat' + (tone ? ' stat--' + tone : '') },
+  function statCard(label, value, sub, tone, testid) {
+    return h('div', { class: 'card stat' + (tone ? ' stat--' + tone : ''), 'data-testid': testid || null },
       h('div', { class: 'stat-label', text: label }),
       h('div', { class: 'stat-value', text: value }),
       sub ? h('div', { class: 'stat-sub', text: sub }) : null);
   }
 
-  function bars(title, data, labeler, tone) {
+  function chartCard(title, testid, sub) {
+    return h('div', { class: 'card card--pad chart-card', 'data-testid': testid || null },
+      h('h2', { class: 'card-title', text: title }),
+      sub ? h('p', { class: 'card-sub chart-sub', text: sub }) : null);
+  }
+
+  function bars(title, data, labeler, tone, testid) {
     const entries = Object.entries(data || {}).sort((a, b) => b[1] - a[1]);
     const max = entries.reduce((m, [, v]) => Math.max(m, Number(v) || 0), 0);
     const total = entries.reduce((s, [, v]) => s + (Number(v) || 0), 0);
-    const card = h('div', { class: 'card card--pad chart-card' }, h('h2', { class: 'card-title', text: title }));
+    const card = chartCard(title, testid);
     if (!entries.length) {
       card.appendChild(h('p', { class: 'panel-empty', text: 'No hand-overs in this period.' }));
       return card;
@@ -2795,19 +3834,166 @@
     return card;
   }
 
-  function reportBody(r) {
+  function percent(rate) {
+    return (rate * 100).toLocaleString(undefined, { maximumFractionDigits: 1 }) + '%';
+  }
+
+  function reportBody(r, deptNames) {
     const ttc = r.time_to_claim || {};
     const claimed = ttc.count ?? null;
+    const deptLabel = (k) => (k === 'none' ? 'No department' : deptNames.get(k) || k);
     const wrap = h('div', { class: 'report' });
     wrap.appendChild(h('div', { class: 'stats' },
       statCard('Hand-overs', String(r.total ?? 0), 'Escalations and takeovers', 'indigo'),
       statCard('Claimed', claimed === null ? '—' : String(claimed), claimed !== null && r.total ? Math.round((claimed / r.total) * 100) + '% of hand-overs' : 'Picked up by an agent', 'teal'),
-      statCard('Time to claim · median', duration(ttc.p50_seconds), 'p50', 'plain'),
-      statCard('Time to claim · p90', duration(ttc.p90_seconds), '9 in 10 claimed within this', 'plain')));
+      containmentCard(r.containment),
+      statCard('Time to claim · median', duration(ttc.p50_seconds), ttc.p90_seconds == null ? 'p50' : '9 in 10 within ' + duration(ttc.p90_seconds), 'plain')));
+    wrap.appendChild(overTimeChart(r.over_time || []));
     wrap.appendChild(h('div', { class: 'charts' },
-      bars('Hand-overs by reason', r.by_reason, reasonLabel, 'indigo'),
-      bars('Hand-overs by channel', r.by_channel, (k) => channelInfo(k).label, 'teal')));
+      bars('Hand-overs by reason', r.by_reason, reasonLabel, 'indigo', 'report-by-reason'),
+      bars('Hand-overs by channel', r.by_channel, (k) => channelInfo(k).label, 'teal', 'report-by-channel'),
+      bars('Hand-overs by department', r.by_department, deptLabel, 'amber', 'report-by-department'),
+      timingsCard(r)));
+    wrap.appendChild(workloadCard(r.workload || []));
     return wrap;
+  }
+
+  function containmentCard(c) {
+    const x = c || {};
+    const has = typeof x.rate === 'number';
+    const sub = x.conversations
+      ? (x.contained ?? 0) + ' of ' + x.conversations + ' conversations, ' + (x.handed_over ?? 0) + ' handed over'
+      : 'No conversations in this period';
+    return statCard('Handled by the bot alone', has ? percent(x.rate) : '—', sub, 'amber', 'report-containment');
+  }
+
+  const TIMINGS = [
+    ['time_to_claim', 'Time to claim'],
+    ['time_to_first_response', 'First response'],
+    ['time_to_resolution', 'Resolution'],
+  ];
+
+  function timingsCard(r) {
+    const rows = TIMINGS.map(([key, label]) => {
+      const t = r[key] || {};
+      return h('tr', { 'data-metric': key },
+        h('td', { class: 'cell-strong', text: label }),
+        h('td', { class: 'num', text: duration(t.p50_seconds) }),
+        h('td', { class: 'num', text: duration(t.p90_seconds) }),
+        h('td', { class: 'num', text: duration(t.mean_seconds) }),
+        h('td', { class: 'num cell-muted', text: String(t.count ?? 0) }));
+    });
+    const card = chartCard('Timings', 'report-timings', 'Measured from the hand-over.');
+    card.appendChild(h('div', { class: 'table-scroll' }, h('table', { class: 'table table--compact table--all' },
+      h('thead', null, h('tr', null, ['', 'Median', 'p90', 'Mean', 'Count'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null }, t || h('span', { class: 'sr-only', text: 'Metric' }))))),
+      h('tbody', null, rows))));
+    return card;
+  }
+
+  function workloadCard(list) {
+    const card = h('div', { class: 'card table-card', 'data-testid': 'report-workload' },
+      h('div', { class: 'card-head' }, h('div', null,
+        h('h2', { class: 'card-title', text: 'Workload' }),
+        h('p', { class: 'card-sub', text: 'Conversations each agent claimed in this period, what they hold now, and how fast they first replied after claiming.' }))));
+    if (!list.length) {
+      card.appendChild(h('p', { class: 'panel-empty card--pad', text: 'No agents yet.' }));
+      return card;
+    }
+    const rows = list.slice().sort((a, b) => (b.claimed - a.claimed) || String(a.agent.name).localeCompare(String(b.agent.name)));
+    const tbody = h('tbody', null, rows.map((w) => {
+      const fr = w.first_response || {};
+      return h('tr', { 'data-testid': 'workload-row' },
+        h('td', null, h('span', { class: 'cell-user' }, avatar(w.agent.name, w.agent.id, 'avatar--sm'), h('span', { class: 'cell-strong', text: w.agent.name }))),
+        h('td', { class: 'num', text: String(w.claimed ?? 0) }),
+        h('td', { class: 'num', text: String(w.active_now ?? 0) }),
+        h('td', { class: 'num', text: duration(fr.p50_seconds) }),
+        h('td', { class: 'num', text: duration(fr.p90_seconds) }));
+    }));
+    card.appendChild(h('div', { class: 'table-scroll' }, h('table', { class: 'table table--all' },
+      h('thead', null, h('tr', null, ['Agent', 'Claimed', 'Active now', 'First reply · median', 'First reply · p90'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null, text: t })))),
+      tbody)));
+    return card;
+  }
+
+  // --- hand-overs over time ---------------------------------------------------------
+
+  const SEGMENT_TONES = 8;
+
+  function shortDate(day) {
+    const [y, m, d] = String(day).split('-').map(Number);
+    return new Date(y, m - 1, d).toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+  }
+
+  /** The server lists only days with hand-overs: add the quiet days of the chosen range so the bars line up in time. */
+  function fillDays(days, from, to) {
+    const sorted = days.slice().sort((a, b) => (a.date < b.date ? -1 : 1));
+    if (!from || !to || from > to) return sorted;
+    const known = new Map(sorted.map((d) => [d.date, d]));
+    const out = [];
+    const day = new Date(from + 'T00:00:00Z');
+    for (let i = 0; i < 400; i++) {
+      const key = day.toISOString().slice(0, 10);
+      if (key > to) return out;
+      out.push(known.get(key) || { date: key, total: 0, by_reason: {} });
+      day.setUTCDate(day.getUTCDate() + 1);
+    }
+    return sorted; // a very long range: just the days with data
+  }
+
+  function overTimeChart(days) {
+    const card = chartCard('Hand-overs over time', 'report-over-time', 'One bar per day, split by reason.');
+    const series = fillDays(days, reportRange.from, reportRange.to);
+    const totals = {};
+    for (const d of series) for (const [k, n] of Object.entries(d.by_reason || {})) totals[k] = (totals[k] || 0) + n;
+    const reasons = Object.keys(totals).sort((a, b) => totals[b] - totals[a]);
+    if (!reasons.length) {
+      card.appendChild(h('p', { class: 'panel-empty', text: 'No hand-overs in this period.' }));
+      return card;
+    }
+    const tone = (reason) => 'seg-' + (reasons.indexOf(reason) % SEGMENT_TONES);
+    const max = Math.max(1, ...series.map((d) => d.total || 0));
+    const busiest = series.reduce((a, b) => ((b.total || 0) > (a.total || 0) ? b : a));
+    const plot = h('div', {
+      class: 'ot-plot' + (series.length > 45 ? ' ot-plot--dense' : ''), role: 'img',
+      'aria-label': 'Hand-overs per day from ' + shortDate(series[0].date) + ' to ' + shortDate(series[series.length - 1].date)
+        + '; the busiest day was ' + shortDate(busiest.date) + ' with ' + busiest.total + '. The table below has every day.',
+    }, series.map((d) => dayColumn(d, reasons, max, tone)));
+    append(card, [
+      h('div', { class: 'ot-chart' }, h('span', { class: 'ot-max', 'aria-hidden': 'true', text: String(max) }), plot),
+      h('div', { class: 'ot-axis', 'aria-hidden': 'true' }, h('span', { text: shortDate(series[0].date) }), h('span', { text: shortDate(series[series.length - 1].date) })),
+      h('ul', { class: 'legend', role: 'list', 'aria-label': 'Reasons' }, reasons.map((k) => h('li', { class: 'legend-item' },
+        h('span', { class: 'swatch ' + tone(k), 'aria-hidden': 'true' }), reasonLabel(k), h('span', { class: 'muted', text: String(totals[k]) })))),
+      overTimeTable(series, reasons),
+    ]);
+    return card;
+  }
+
+  function dayColumn(d, reasons, max, tone) {
+    const stack = h('span', { class: 'ot-stack' });
+    stack.style.height = ((d.total || 0) / max) * 100 + '%';
+    const parts = [];
+    for (const reason of reasons) {
+      const n = (d.by_reason || {})[reason] || 0;
+      if (!n) continue;
+      const seg = h('span', { class: 'ot-seg ' + tone(reason) });
+      seg.style.flexGrow = String(n);
+      stack.appendChild(seg);
+      parts.push(reasonLabel(reason) + ' ' + n);
+    }
+    const tip = shortDate(d.date) + ': ' + (d.total || 0) + (parts.length ? ' (' + parts.join(', ') + ')' : '');
+    return h('span', { class: 'ot-col', title: tip }, stack);
+  }
+
+  function overTimeTable(series, reasons) {
+    const busy = series.filter((d) => d.total);
+    return h('details', { class: 'ot-details' },
+      h('summary', { text: 'Show as a table' }),
+      h('div', { class: 'table-scroll' }, h('table', { class: 'table table--compact table--all' },
+        h('thead', null, h('tr', null, ['Day', 'Total'].concat(reasons.map(reasonLabel)).map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null, text: t })))),
+        h('tbody', null, busy.map((d) => h('tr', null,
+          h('td', { text: shortDate(d.date) }),
+          h('td', { class: 'num', text: String(d.total) }),
+          reasons.map((k) => h('td', { class: 'num', text: String((d.by_reason || {})[k] || 0) }))))))));
   }
 
   // ---------------------------------------------------------------------------

@@ -37,7 +37,9 @@ async fn a_visitor_and_two_agents_hand_over_in_a_real_browser() -> Result<()> {
         );
     }
     let db = TestDb::new(Backend::Sqlite).await?;
-    let server = Server::start(&db, "").await?;
+    // A hand-over leaves a task for Bob, so the Tasks page has something to show.
+    let config = "[[bot.handover.actions]]\ntype = \"task\"\nassignee = \"bob@example.com\"\n";
+    let server = Server::start(&db, config).await?;
     server
         .add_user(
             "alice@example.com",
