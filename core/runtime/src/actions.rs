@@ -79,6 +79,11 @@ impl Runtime {
                 to: Some(email), ..
             } => {
                 let user = self.staff_by_email(email).await?;
+                if !user.role.may_respond() {
+                    return Err(Error::Invalid(format!(
+                        "{email} is a viewer and cannot take conversations"
+                    )));
+                }
                 self.assign_to(conversation_id, &user).await?;
                 Ok(format!("assigned to {}", user.name))
             }

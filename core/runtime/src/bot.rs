@@ -60,6 +60,8 @@ pub struct KnowledgeBot {
     /// Each bot's knowledge base as loaded from its files.
     files: HashMap<String, Arc<KnowledgeBase>>,
     phrases: HashMap<String, Vec<String>>,
+    /// One API edit at a time: read, check, save and install together.
+    edit_lock: tokio::sync::Mutex<()>,
 }
 
 impl KnowledgeBot {
@@ -84,6 +86,7 @@ impl KnowledgeBot {
             bots: RwLock::new(bots),
             files,
             phrases,
+            edit_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -98,6 +101,12 @@ impl KnowledgeBot {
         let bots = self.bots.read().unwrap_or_else(|e| e.into_inner());
         let now = bots.get(bot_id)?.knowledge().entries().to_vec();
         Some((now, files.entries().iter().map(|e| e.id.clone()).collect()))
+    }
+
+    /// Held across one edit (read the stored edits, check, save, install),
+    /// so that two admins saving at once both keep their change.
+    pub async fn edit(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.edit_lock.lock().await
     }
 
     /// The bot's files with `edits` on top; checked, not yet live.

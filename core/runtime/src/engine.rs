@@ -235,6 +235,16 @@ impl Runtime {
                     .listen_postgres(self.inner.store.clone()),
             );
         }
+        if self.auto_assignment() {
+            // Hours open and agents come back without an event to say so.
+            let rt = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(15)).await;
+                    rt.assign_waiting().await;
+                }
+            });
+        }
         let abandon_after = self.inner.config.conversations.abandon_after;
         if !abandon_after.is_zero() {
             let rt = self.clone();
@@ -374,9 +384,15 @@ impl Runtime {
             Status::Waiting | Status::Active => Ok(conv),
             Status::Resolved | Status::Bot => {
                 if conv.state.status == Status::Resolved {
-                    self.apply(&conv.id, |_| Input::VisitorMessage).await?;
+                    let reopened = self.apply(&conv.id, |_| Input::VisitorMessage).await?;
+                    // Inside a pause window a reopen goes straight to the team.
+                    if reopened.state.status != Status::Bot {
+                        return Ok(reopened);
+                    }
                 }
                 let reason = Reason::known(Reason::VISITOR_REQUEST);
+                // The button has no topic: the bot's own department takes it.
+                self.inner.store.set_topic(&conv.id, None).await?;
                 if collect_contact
                     && self
                         .start_collecting(&conv.id, &reason, None, vec![])
@@ -417,16 +433,22 @@ impl Runtime {
         };
         let json = serde_json::to_string(&state)
             .map_err(|e| Error::Invalid(format!("cannot store the collector: {e}")))?;
-        self.inner
-            .store
-            .set_collecting(conversation_id, Some(&json))
-            .await?;
         let mut messages = preface;
         messages.push(BotMessage {
             text: question,
             actions: vec![],
         });
-        self.store_bot_messages(conversation_id, &conv.bot_id, messages)
+        // The question goes out only if the bot may speak (it may be paused,
+        // or a human may have stepped in); if not, the hand-over goes ahead.
+        if !self
+            .store_bot_messages(conversation_id, &conv.bot_id, messages)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.inner
+            .store
+            .set_collecting(conversation_id, Some(&json))
             .await?;
         Ok(true)
     }
@@ -514,15 +536,17 @@ impl Runtime {
             .store
             .update_contact(&conv.contact.id, name, Some(email), None)
             .await?;
-        // The form asked already: no collector questions on top.
-        let conv = self
-            .request_human_with(self.conversation(conversation_id).await?, false)
-            .await?;
-        if !conv.tags.iter().any(|t| t == "offline") {
+        // Flag it for the inbox first: nothing after the hand-over may fail.
+        if !conv.tags.iter().any(|t| t == "offline") && conv.tags.len() < 50 {
             let mut tags = conv.tags.clone();
             tags.push("offline".to_owned());
             self.set_tags(&conv.id, &tags).await?;
         }
+        // The form asked already: no collector questions on top.
+        let conv = self
+            .request_human_with(self.conversation(conversation_id).await?, false)
+            .await?;
+
         if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
             self.store_visitor_message(&conv.id, NewMessage::text(SenderKind::Visitor, text))
                 .await?;
@@ -743,7 +767,7 @@ impl Runtime {
             pending = None;
         }
         let from_collector = pending.is_some();
-        let mut reply = match pending {
+        let reply = match pending {
             Some(pending) => self.collector_turn(&conv, &pending, &last.text).await?,
             None => {
                 let drafts = self.inner.drafts.clone();
@@ -777,7 +801,7 @@ impl Runtime {
                     conversation_id,
                     &reason,
                     reply.topic.clone(),
-                    std::mem::take(&mut reply.messages),
+                    reply.messages.clone(),
                 )
                 .await?
         {
@@ -789,12 +813,11 @@ impl Runtime {
         if let Some(reason) = reply.escalate
             && spoke
         {
-            if let Some(topic) = &reply.topic {
-                self.inner
-                    .store
-                    .set_topic(conversation_id, Some(topic))
-                    .await?;
-            }
+            // This hand-over's topic, or none: an older one must not route it.
+            self.inner
+                .store
+                .set_topic(conversation_id, reply.topic.as_deref())
+                .await?;
             match self.escalate(conversation_id, reason, None, None).await {
                 Ok(_) | Err(Error::Transition(_)) => {}
                 Err(e) => return Err(e),

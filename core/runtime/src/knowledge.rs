@@ -102,6 +102,7 @@ impl Runtime {
             ));
         }
         let kb = self.knowledge_bot()?;
+        let _one_edit_at_a_time = kb.edit().await;
         let mut edits = self.edits_for(bot_id).await?;
         edits.retain(|(id, _)| *id != entry.id);
         edits.push((entry.id.clone(), Some(entry.clone())));
@@ -128,6 +129,7 @@ impl Runtime {
             return Err(Error::NotFound("knowledge entry"));
         }
         let kb = self.knowledge_bot()?;
+        let _one_edit_at_a_time = kb.edit().await;
         let mut edits = self.edits_for(bot_id).await?;
         edits.retain(|(id, _)| id != entry_id);
         edits.push((entry_id.to_owned(), None));

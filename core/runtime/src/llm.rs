@@ -141,11 +141,13 @@ impl LlmBot {
         }
         // Server-sent events: `data: {chunk}` lines, ending with `data: [DONE]`.
         let mut answer = Answer::default();
-        let mut buffer = String::new();
+        // Bytes, not text: a character may be split between two chunks.
+        let mut buffer: Vec<u8> = Vec::new();
         while let Some(chunk) = response.chunk().await? {
-            buffer.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buffer.find('\n') {
-                let line: String = buffer.drain(..=end).collect();
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let raw: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&raw);
                 let line = line.trim();
                 let Some(data) = line.strip_prefix("data:") else {
                     continue;

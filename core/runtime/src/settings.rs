@@ -52,7 +52,10 @@ impl Runtime {
                     continue;
                 }
             };
-            match patched(&base, &patch) {
+            match patched(&base, &patch).and_then(|bot| {
+                self.config().check_bot(&bot).map_err(Error::Invalid)?;
+                Ok(bot)
+            }) {
                 Ok(bot) => self.set_bot_config(&bot_id, bot),
                 Err(e) => warn!(%bot_id, error = %e, "saved bot settings no longer apply; ignored"),
             }

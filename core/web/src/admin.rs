@@ -163,6 +163,8 @@ struct ReportRow {
     department: String,
     at: Timestamp,
     claimed_after_seconds: Option<f64>,
+    /// When the conversation started (containment counts those started in range).
+    started_at: Timestamp,
 }
 
 struct Report {
@@ -294,6 +296,7 @@ async fn build_report(state: &AppState, q: &RangeQuery) -> ApiResult<Report> {
             department: conv.department.clone().unwrap_or_default(),
             at: env.created_at,
             claimed_after_seconds: claimed_after,
+            started_at: conv.created_at,
         });
     }
     Ok(report)
@@ -382,9 +385,11 @@ pub async fn handover_report(
         .collect();
 
     let started = store.started_count(r.from, r.to).await?;
+    // Of the conversations started in the range, those handed over in it.
     let handed_over: std::collections::HashSet<&str> = r
         .rows
         .iter()
+        .filter(|row| row.started_at >= r.from && row.started_at < r.to)
         .map(|row| row.conversation_id.as_str())
         .collect();
     let contained = (started - handed_over.len() as i64).max(0);

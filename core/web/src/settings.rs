@@ -141,6 +141,10 @@ pub async fn update_bot(
         text(h.online_message, "handover.online_message", 2000, &mut hp)?;
         text(h.offline_message, "handover.offline_message", 2000, &mut hp)?;
         for (key, value) in h.rest {
+            // A form's `pause_bot_for_seconds` (checked above) wins over the raw key.
+            if key == "pause_bot_for" && hp.contains_key("pause_bot_for") {
+                continue;
+            }
             hp.insert(key, value);
         }
         patch.insert("handover".into(), Value::Object(hp));

@@ -624,7 +624,7 @@ pub async fn escalate(
         None | Some("") => Reason::known(Reason::MANUAL),
         Some(r) => Reason::new(r).map_err(|e| ApiError::invalid(e.to_string()))?,
     };
-    let department = clean_department(body.department)?;
+    let department = clean_department(&state, body.department)?;
     let conv = state
         .runtime()
         .escalate(&id, reason, Some(&staff.agent()), department)
@@ -632,12 +632,16 @@ pub async fn escalate(
     Ok(conversation_json(&conv))
 }
 
-fn clean_department(d: Option<String>) -> ApiResult<Option<String>> {
+/// A department named in a request: one of `[[departments]]`, or none.
+fn clean_department(state: &AppState, d: Option<String>) -> ApiResult<Option<String>> {
     match d.map(|d| d.trim().to_owned()) {
         Some(d) if d.is_empty() => Ok(None),
-        Some(d) if d.chars().count() > 100 => Err(ApiError::invalid(
-            "department must be at most 100 characters",
-        )),
+        Some(d) if state.runtime().config().department(&d).is_none() => {
+            let shown: String = d.chars().take(100).collect();
+            Err(ApiError::invalid(format!(
+                "unknown department `{shown}`; baton.toml's [[departments]] lists them"
+            )))
+        }
         other => Ok(other),
     }
 }
@@ -658,7 +662,7 @@ pub async fn transfer(
     Body(body): Body<TransferBody>,
 ) -> ApiResult<Json<Value>> {
     staff.require_responder()?;
-    let target = match (body.agent_id, clean_department(body.department)?) {
+    let target = match (body.agent_id, clean_department(&state, body.department)?) {
         (Some(agent_id), None) => {
             let user = state
                 .runtime()

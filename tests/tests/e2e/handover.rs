@@ -834,3 +834,20 @@ async fn bad_hand_over_settings_are_refused_by_name_and_change_nothing() -> Resu
     ensure!(code == 403);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_bot_says_why_before_it_hands_over() -> Result<()> {
+    let (_db, server) = server("").await?;
+    let visitor = VisitorClient::start(&server.base()).await?;
+    for line in ["blorp zzz", "qwxx vvlp", "ffff jjjj"] {
+        visitor.turn(line).await?;
+    }
+    let state = until(&visitor, "the hand-over", |s| status(s) == "waiting").await?;
+    let bot = texts(&state, "bot");
+    ensure!(
+        bot.last()
+            .is_some_and(|t| t == "I'm sorry, I'm having trouble understanding."),
+        "the bot's last words were lost: {state}"
+    );
+    Ok(())
+}
