@@ -129,6 +129,9 @@ async fn a_streamed_reply_reaches_the_widget_as_it_is_written() -> Result<()> {
     let server = Server::start(&db, &config(&base, "")).await?;
     let visitor = VisitorClient::start(&server.base()).await?;
     let mut ws = visitor.ws().await?;
+    // The socket is listening once it has sent its first status frame; drafts
+    // are not replayed, so saying anything earlier could race it.
+    next_matching(&mut ws, 10, |f| f["type"] == "status").await?;
     visitor.say("Are your tents waterproof?").await?;
     let first = next_matching(&mut ws, 10, |f| f["type"] == "draft").await?;
     ensure!(first["text"] == "Our tents ", "{first}");
