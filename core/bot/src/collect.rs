@@ -74,7 +74,7 @@ fn question(field: ContactField) -> String {
             "Before I hand you over: what's your email address? The team will use it to get \
              back to you if we get cut off."
         }
-        ContactField::Name => "Thanks! And what's your name? (You can say skip.)",
+        ContactField::Name => "And what's your name? (You can say skip.)",
         ContactField::Phone => "Is there a phone number we can reach you on? (You can say skip.)",
     }
     .to_owned()
@@ -174,7 +174,12 @@ pub fn answer(
                 asking,
                 tries: 0,
             },
-            question: question(asking),
+            // Thank them only for an answer that was kept.
+            question: if accepted {
+                format!("Thanks! {}", question(asking))
+            } else {
+                question(asking)
+            },
         },
         None => Next::HandOver {
             reason: state.reason.clone(),

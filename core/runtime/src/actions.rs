@@ -180,7 +180,11 @@ impl Runtime {
                     .handover
                     .as_ref()
                     .map_or("manual".to_owned(), |h| h.reason.to_string());
-                let text = format!("{} needs a human ({reason})", contact_label(&conv));
+                let text = format!(
+                    "{} needs a human ({})",
+                    contact_label(&conv),
+                    reason.replace('_', " ")
+                );
                 for user in &recipients {
                     self.store()
                         .create_notification(

@@ -1136,10 +1136,15 @@ impl Runtime {
         for effect in effects {
             if let Effect::Notify(notice) = effect {
                 let bot = self.bot_config(&conv.bot_id);
-                let text = if *notice == Notice::Escalated {
-                    self.escalation_notice(tx, &conv.id, &bot).await?
-                } else {
-                    notice_text(&bot, notice)
+                let paused = conv.state.bot_paused_until.is_some_and(|until| now < until);
+                let text = match notice {
+                    Notice::Escalated => self.escalation_notice(tx, &conv.id, &bot).await?,
+                    // Inside the pause window the bot is not back: say who is.
+                    Notice::AgentLeft { name } if paused => format!(
+                        "{name} left the conversation. Write here and someone from the team \
+                         will pick it up."
+                    ),
+                    _ => notice_text(&bot, notice),
                 };
                 out.push(
                     tx.append_message(&conv.id, &NewMessage::text(SenderKind::System, text), now)

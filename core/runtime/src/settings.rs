@@ -81,11 +81,36 @@ impl Runtime {
         merge(&mut saved, patch);
         let bot = patched(&base, &saved)?;
         self.config().check_bot(&bot).map_err(Error::Invalid)?;
+        self.check_action_staff(&bot).await?;
+        self.check_action_staff(&bot).await?;
         self.store()
             .save_bot_settings(bot_id, &saved.to_string(), self.now())
             .await?;
         self.set_bot_config(bot_id, bot.clone());
         Ok(bot)
+    }
+
+    /// The staff members the actions name must exist, or every hand-over
+    /// would record the same failure.
+    async fn check_action_staff(&self, bot: &BotConfig) -> Result<()> {
+        use crate::config::ActionConfig;
+        for (i, action) in bot.handover.actions.iter().enumerate() {
+            let email = match action {
+                ActionConfig::Assign { to: Some(e), .. }
+                | ActionConfig::Task {
+                    assignee: Some(e), ..
+                }
+                | ActionConfig::Notify { to: Some(e) } => e,
+                _ => continue,
+            };
+            if self.store().user_by_email(email).await?.is_none() {
+                return Err(Error::Invalid(format!(
+                    "handover.actions[{i}] ({}): no staff member has the email `{email}`",
+                    action.name()
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn file_bot_config(&self, bot_id: &str) -> Option<BotConfig> {

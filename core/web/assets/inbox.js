@@ -2696,7 +2696,7 @@
       depts,
       h('div', { class: 'form-grid' },
         field('Expertise (comma-separated topics)', expertise, 'Intent or knowledge-base entry ids this person knows best.'),
-        field('Capacity', capacity, 'Conversations held at once under automatic assignment; 0 = no limit.')),
+        field('Capacity', capacity, 'Conversations held at once before new visitors queue and automatic assignment skips this person; 0 = no limit.')),
       h('fieldset', { class: 'fieldset' }, h('legend', { text: 'Notify in the inbox when' }),
         h('div', { class: 'switch-row' }, notify.map(([, label, input]) => checkField(label, input)))),
       err,

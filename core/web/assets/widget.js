@@ -356,11 +356,12 @@
   const main = h('div', { class: 'baton-main' }, reconnectBar, body, jumpBtn);
 
   const humanRow = h('div', { class: 'baton-human-row' });
+  const humanLabel = h('span', {}, 'Talk to a human');
   const humanBtn = h(
     'button',
     { type: 'button', class: 'baton-request-human', 'data-testid': 'widget-request-human' },
     icon('user'),
-    'Talk to a human'
+    humanLabel
   );
   const errorEl = h('div', { class: 'baton-error', role: 'alert', hidden: true });
   const input = h('textarea', {
@@ -809,11 +810,18 @@
       resolved: 'Typically replies instantly',
     };
     const ho = handover();
-    // Nobody online: the conversation waits for the team's answer later.
-    const offline = st === 'waiting' && ho && ho.available === false;
+    const away = Boolean(ho && ho.available === false);
+    // Nobody online: the conversation waits for the team's answer later, or
+    // the visitor chose to leave a message instead of asking for a human.
+    const offline = (st === 'waiting' && away) || (S.leaving && (st === 'bot' || st === 'resolved'));
     if (offline) subtitles.waiting = 'The team is away right now';
+    if (away) {
+      subtitles.bot = 'The team is away right now';
+      subtitles.resolved = subtitles.bot;
+    }
     subtitleText.textContent = subtitles[st] || subtitles.bot;
     root.setAttribute('data-status', st);
+    root.toggleAttribute('data-team-away', away);
 
     // Agent indicator: only while a human is in the conversation.
     if (st === 'active' && S.agent) {
@@ -926,12 +934,29 @@
       Boolean(ho && ho.enabled) &&
       Boolean(S.session) &&
       botAnswers() >= (Number(ho.request_button_after) || 0);
+    const leave = Boolean(ho && ho.available === false);
+    humanLabel.textContent = leave ? 'Leave a message' : 'Talk to a human';
+    humanBtn.setAttribute('data-mode', leave ? 'leave-message' : 'request-human');
     const shown = humanBtn.parentNode === humanRow;
-    if (show && !shown) humanRow.appendChild(humanBtn);
+    if (show && S.leaving) humanBtn.remove();
+    else if (show && !shown) humanRow.appendChild(humanBtn);
     else if (!show && shown) humanBtn.remove();
     humanBtn.disabled = S.humanBusy;
     // A "talk to a human" chip duplicates the button while the button is there.
     if (show !== shown) refreshChips();
+  }
+
+  /// Seed 001: with nobody in the button's department, the button offers to
+  /// leave a message, and the form (not a hand-over) comes first.
+  function humanButtonClicked() {
+    const ho = handover();
+    if (ho && ho.available === false) {
+      S.leaving = true;
+      renderStatus();
+      renderHuman();
+      return;
+    }
+    requestHuman();
   }
 
   async function requestHuman() {
@@ -1552,7 +1577,7 @@
     if (input.value.trim()) sendTyping();
   });
 
-  humanBtn.addEventListener('click', () => requestHuman());
+  humanBtn.addEventListener('click', () => humanButtonClicked());
   jumpBtn.addEventListener('click', scrollToBottom);
   body.addEventListener(
     'scroll',

@@ -305,6 +305,16 @@ async fn takeover_and_reopen(backend: Backend) -> Result<()> {
     ensure!(conv["conversation"]["handover"]["reason"] == "agent_takeover");
     // Hand back inside the pause window: the next visitor message goes to the inbox, not the bot.
     carol.post(&format!("{path}/handback"), json!({})).await?;
+    // The visitor is not promised the bot while it is paused.
+    let left = visitor.messages().await?;
+    let notice = left.last().cloned().unwrap_or_default();
+    ensure!(
+        notice["sender"] == "system"
+            && notice["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("left") && !t.contains("back to help")),
+        "{notice}"
+    );
     let before = visitor.messages().await?.len();
     let said: Value = visitor.say("still there?").await?;
     ensure!(said["message"]["sender"] == "visitor");

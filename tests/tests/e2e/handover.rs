@@ -759,6 +759,10 @@ async fn bad_hand_over_settings_are_refused_by_name_and_change_nothing() -> Resu
         (json!({"collect_contact": "yes"}), "collect_contact"),
         (json!({"frustration": 5}), "frustration"),
         (json!({"cycle_count": "three"}), "cycle_count"),
+        (
+            json!({"actions": [{"type": "task", "assignee": "ghost@example.com"}]}),
+            "ghost@example.com",
+        ),
     ] {
         let (code, body) = admin
             .send(
