@@ -5,11 +5,9 @@
 
 use crate::config::{ActionConfig, AssignMode};
 use crate::{Error, Result, Runtime};
-use baton_model::routing::{Assignment, pick};
+use baton_model::routing::Assignment;
 use baton_model::wire::ConversationView;
 use baton_model::{Role, Timestamp};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use std::time::Duration;
 use tracing::warn;
 
@@ -94,21 +92,15 @@ impl Runtime {
             } => {
                 let department = department.clone().or(conv.state.department.clone());
                 let topic = self.store().topic(conversation_id).await?;
-                let candidates = self
-                    .candidates(department.as_deref(), topic.as_deref())
-                    .await?;
-                let plain: Vec<_> = candidates.iter().map(|(c, _)| c.clone()).collect();
                 let mode = match mode {
                     AssignMode::RoundRobin => Assignment::RoundRobin,
                     AssignMode::LeastBusy => Assignment::LeastBusy,
                 };
-                match pick(mode, &plain) {
-                    Some(chosen) => {
-                        let user = candidates
-                            .iter()
-                            .find(|(c, _)| c.id == chosen.id)
-                            .map(|(_, u)| u.clone())
-                            .ok_or(Error::NotFound("user"))?;
+                match self
+                    .pick_user(mode, department.as_deref(), topic.as_deref())
+                    .await?
+                {
+                    Some(user) => {
                         self.assign_to(conversation_id, &user).await?;
                         Ok(format!("assigned to {}", user.name))
                     }
@@ -232,11 +224,10 @@ impl Runtime {
                     .header("content-type", "application/json");
                 if let Some(secret) = secret {
                     let t = self.now().millis() / 1000;
-                    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
-                        .map_err(|e| Error::Invalid(e.to_string()))?;
-                    mac.update(format!("{t}.{body}").as_bytes());
-                    let sig = hex::encode(mac.finalize().into_bytes());
-                    request = request.header("Baton-Signature", format!("t={t},v1={sig}"));
+                    request = request.header(
+                        "Baton-Signature",
+                        crate::webhooks::signature_header(secret, t, &body),
+                    );
                 }
                 let response = request
                     .body(body)

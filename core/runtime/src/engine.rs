@@ -418,14 +418,9 @@ impl Runtime {
     ) -> Result<bool> {
         let conv = self.conversation(conversation_id).await?;
         let bot = self.bot_config(&conv.bot_id);
-        let known = baton_bot::Known {
-            email: conv.contact.email.is_some(),
-            name: conv.contact.name.is_some(),
-            phone: conv.contact.phone.is_some(),
-        };
         let Some(baton_bot::Next::Ask { state, question }) = baton_bot::collect::start(
             &bot.handover.collect_contact.0,
-            known,
+            known_details(&conv),
             reason.as_str(),
             topic,
         ) else {
@@ -467,13 +462,12 @@ impl Runtime {
             return Ok(BotReply::default());
         };
         let bot = self.bot_config(&conv.bot_id);
-        let known = baton_bot::Known {
-            email: conv.contact.email.is_some(),
-            name: conv.contact.name.is_some(),
-            phone: conv.contact.phone.is_some(),
-        };
-        let (update, next) =
-            baton_bot::collect::answer(&state, &bot.handover.collect_contact.0, known, text);
+        let (update, next) = baton_bot::collect::answer(
+            &state,
+            &bot.handover.collect_contact.0,
+            known_details(conv),
+            text,
+        );
         if update != baton_bot::ContactUpdate::default() {
             self.inner
                 .store
@@ -1269,6 +1263,15 @@ impl Runtime {
     /// Whether staff without monitoring see this conversation (DESIGN.md, monitoring mode).
     pub fn visible_to_staff(&self, conv: &ConversationView) -> bool {
         conv.status != Status::Bot || self.bot_config(&conv.bot).handover.monitoring
+    }
+}
+
+/// Which contact details the collector need not ask for.
+fn known_details(conv: &Conversation) -> baton_bot::Known {
+    baton_bot::Known {
+        email: conv.contact.email.is_some(),
+        name: conv.contact.name.is_some(),
+        phone: conv.contact.phone.is_some(),
     }
 }
 

@@ -165,11 +165,7 @@ impl LlmBot {
                     answer.text.push_str(text);
                     (turn.draft)(&answer.text);
                 }
-                if let Some(calls) = delta["tool_calls"].as_array()
-                    && calls
-                        .iter()
-                        .any(|c| c["function"]["name"].as_str() == Some("request_human"))
-                {
+                if calls_request_human(&delta["tool_calls"]) {
                     answer.request_human = true;
                 }
             }
@@ -186,11 +182,16 @@ fn parse_completion(value: &Value) -> Result<Answer, LlmError> {
     }
     Ok(Answer {
         text: message["content"].as_str().unwrap_or_default().to_owned(),
-        request_human: message["tool_calls"].as_array().is_some_and(|calls| {
-            calls
-                .iter()
-                .any(|c| c["function"]["name"].as_str() == Some("request_human"))
-        }),
+        request_human: calls_request_human(&message["tool_calls"]),
+    })
+}
+
+/// Whether a `tool_calls` list (whole, or a streamed delta) calls `request_human`.
+fn calls_request_human(calls: &Value) -> bool {
+    calls.as_array().is_some_and(|calls| {
+        calls
+            .iter()
+            .any(|c| c["function"]["name"].as_str() == Some("request_human"))
     })
 }
 

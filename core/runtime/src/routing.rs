@@ -2,7 +2,6 @@
 //! expertise, and the department's business hours, then lets the sans-IO
 //! [`baton_model::routing`] functions decide availability and assignment.
 
-use crate::engine::PRESENCE_TIMEOUT_MS;
 use crate::{Error, Result, Runtime};
 use baton_model::routing::{Assignment, Availability, Candidate, availability, pick};
 use baton_model::{AgentRef, Presence, Status};
@@ -19,14 +18,11 @@ impl Runtime {
     ) -> Result<Vec<(Candidate, User)>> {
         let users = self.store().list_users().await?;
         let load = self.store().active_load().await?;
-        let now = self.now();
         Ok(users
             .into_iter()
             .filter(|u| u.role.may_respond())
             .map(|u| {
-                let online = u.presence == Presence::Online
-                    && u.last_seen_at
-                        .is_some_and(|seen| now.since(seen) <= PRESENCE_TIMEOUT_MS);
+                let online = self.effective_presence(&u) == Presence::Online;
                 let in_department = match department {
                     None => true,
                     Some(d) => u.departments.is_empty() || u.departments.iter().any(|x| x == d),
@@ -110,20 +106,31 @@ impl Runtime {
     async fn assign_queue(&self, department: Option<&str>, mode: Assignment) -> Result<()> {
         for (conversation_id, _) in self.store().queue(department).await? {
             let topic = self.store().topic(&conversation_id).await?;
-            let candidates = self.candidates(department, topic.as_deref()).await?;
-            let plain: Vec<Candidate> = candidates.iter().map(|(c, _)| c.clone()).collect();
-            let Some(chosen) = pick(mode, &plain) else {
+            let Some(user) = self.pick_user(mode, department, topic.as_deref()).await? else {
                 // Nobody has room: the rest of the queue waits too.
                 return Ok(());
             };
-            let user = candidates
-                .iter()
-                .find(|(c, _)| c.id == chosen.id)
-                .map(|(_, u)| u.clone())
-                .ok_or(Error::NotFound("user"))?;
             self.assign_to(&conversation_id, &user).await?;
         }
         Ok(())
+    }
+
+    /// Who `mode` gives a conversation in `department` about `topic`, if anyone.
+    pub(crate) async fn pick_user(
+        &self,
+        mode: Assignment,
+        department: Option<&str>,
+        topic: Option<&str>,
+    ) -> Result<Option<User>> {
+        let candidates = self.candidates(department, topic).await?;
+        let plain: Vec<Candidate> = candidates.iter().map(|(c, _)| c.clone()).collect();
+        let chosen = pick(mode, &plain).map(|c| c.id.clone());
+        Ok(chosen.and_then(|id| {
+            candidates
+                .into_iter()
+                .find(|(c, _)| c.id == id)
+                .map(|(_, u)| u)
+        }))
     }
 
     /// Gives a conversation to one person: a claim on their behalf from the
