@@ -421,6 +421,11 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
                                     continue;
                                 }
                                 last_seq = m.seq;
+                                if m.sender == SenderKind::Bot {
+                                    // The finished reply replaces its drafts: those still
+                                    // queued (sent before it was stored) are stale now.
+                                    while drafts.try_recv().is_ok() {}
+                                }
                                 json!({"type": "message", "message": m})
                             }
                             (EventKind::MessageCreated, None) => continue,

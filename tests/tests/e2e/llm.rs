@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_tests::{Backend, Process, Server, TestDb, VisitorClient, baton_binary, next_matching};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,13 +30,20 @@ struct Fake {
 
 const ANSWER: [&str; 3] = ["Our tents ", "are fully ", "waterproof."];
 
+/// Server-sent events as a model writes them: one event at a time, a little
+/// apart, ending with `[DONE]`.
 fn sse(chunks: Vec<Value>) -> Response {
-    let mut body = String::new();
-    for c in chunks {
-        body.push_str(&format!("data: {c}\n\n"));
-    }
-    body.push_str("data: [DONE]\n\n");
-    ([("content-type", "text/event-stream")], body).into_response()
+    let mut events: Vec<String> = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    events.push("data: [DONE]\n\n".to_owned());
+    let stream = futures_util::stream::iter(events).then(|event| async move {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    (
+        [("content-type", "text/event-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 fn chunk(delta: Value, finish: Option<&str>) -> Value {
@@ -133,16 +141,35 @@ async fn a_streamed_reply_reaches_the_widget_as_it_is_written() -> Result<()> {
     // are not replayed, so saying anything earlier could race it.
     next_matching(&mut ws, 10, |f| f["type"] == "status").await?;
     visitor.say("Are your tents waterproof?").await?;
-    let first = next_matching(&mut ws, 10, |f| f["type"] == "draft").await?;
-    ensure!(first["text"] == "Our tents ", "{first}");
-    next_matching(&mut ws, 10, |f| {
-        f["type"] == "draft" && f["text"] == "Our tents are fully waterproof."
-    })
-    .await?;
-    let message = next_matching(&mut ws, 10, |f| {
-        f["type"] == "message" && f["message"]["sender"] == "bot"
-    })
-    .await?;
+    // Drafts grow until the stored message replaces them; the socket may
+    // deliver the message before the last draft, which it then drops.
+    let mut drafts: Vec<String> = vec![];
+    let message = loop {
+        let frame = next_matching(&mut ws, 10, |f| {
+            f["type"] == "draft" || (f["type"] == "message" && f["message"]["sender"] == "bot")
+        })
+        .await?;
+        if frame["type"] == "message" {
+            break frame;
+        }
+        drafts.push(frame["text"].as_str().unwrap_or_default().to_owned());
+    };
+    ensure!(
+        drafts.first().is_some_and(|d| d == "Our tents "),
+        "{drafts:?}"
+    );
+    ensure!(
+        drafts
+            .windows(2)
+            .all(|w| w[1].starts_with(&w[0]) && w[1].len() > w[0].len()),
+        "drafts do not grow: {drafts:?}"
+    );
+    ensure!(
+        next_matching(&mut ws, 1, |f| f["type"] == "draft")
+            .await
+            .is_err(),
+        "a stale draft followed the finished reply"
+    );
     ensure!(
         message["message"]["text"] == "Our tents are fully waterproof.",
         "{message}"
