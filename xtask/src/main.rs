@@ -14,8 +14,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") => test(&args[1..]),
+        Some("plugins") => plugins(),
         _ => {
             eprintln!("usage: cargo xtask test [--no-lint] [-- <cargo test args>]");
+            eprintln!(
+                "       cargo xtask plugins   (build the example plugins into plugins/examples/dist)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -71,6 +75,8 @@ fn test(args: &[String]) -> Result<()> {
     // Plugins and their examples are built for it; rustup is a no-op when present.
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
 
+    plugins()?;
+
     step("the browser suite's peers: Debian's Chromium and npm playwright-core");
     ensure_browser()?;
 
@@ -115,6 +121,86 @@ fn test(args: &[String]) -> Result<()> {
         println!("\nsummary: {passed} passed, {failed} failed");
     }
     outcome
+}
+
+/// The componentize-py release the Python example is built with.
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Builds the example plugins for wasm32-wasip2 (the Rust ones with cargo,
+/// the Python one with componentize-py from PyPI, in a virtual environment
+/// under `plugins/examples/target`) and lays each out, ready to drop into a
+/// plugins folder, as `plugins/examples/dist/<name>/{plugin.toml,*.wasm}`.
+fn plugins() -> Result<()> {
+    step("example plugins: cargo build --target wasm32-wasip2");
+    let examples = root().join("plugins/examples");
+    run(Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(examples.join("Cargo.toml")))?;
+    let dist = examples.join("dist");
+    let built = examples.join("target/wasm32-wasip2/release");
+    for entry in std::fs::read_dir(&examples)? {
+        let dir = entry?.path();
+        let manifest = dir.join("plugin.toml");
+        if !manifest.is_file() || !dir.join("Cargo.toml").is_file() {
+            continue;
+        }
+        let name = dir.file_name().unwrap_or_default();
+        let component = component_of(&manifest)?;
+        let out = dist.join(name);
+        std::fs::create_dir_all(&out)?;
+        std::fs::copy(&manifest, out.join("plugin.toml"))?;
+        std::fs::copy(built.join(&component), out.join(&component))
+            .with_context(|| format!("{} was not built", component))?;
+    }
+
+    step("example plugins: the Python one, with componentize-py");
+    let venv = examples.join("target/pyenv");
+    let tool = venv.join("bin/componentize-py");
+    if !tool.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            COMPONENTIZE_PY,
+        ]))?;
+    }
+    let py = examples.join("python-billing");
+    let component = component_of(&py.join("plugin.toml"))?;
+    let out = dist.join("python-billing");
+    std::fs::create_dir_all(&out)?;
+    // Its own narrow world (wit/world.wit) over the SDK's package as a
+    // dependency: componentize-py imports every interface of its world.
+    let wit = examples.join("target/python-billing-wit");
+    std::fs::create_dir_all(wit.join("deps/baton-plugin"))?;
+    std::fs::copy(py.join("wit/world.wit"), wit.join("world.wit"))?;
+    std::fs::copy(
+        root().join("sdk/wit/plugin.wit"),
+        wit.join("deps/baton-plugin/plugin.wit"),
+    )?;
+    run(Command::new(&tool)
+        .arg("-d")
+        .arg(&wit)
+        .args(["-w", "billing", "componentize", "app", "-p"])
+        .arg(&py)
+        .arg("-o")
+        .arg(out.join(&component))
+        .stdout(Stdio::null()))?;
+    std::fs::copy(py.join("plugin.toml"), out.join("plugin.toml"))?;
+    eprintln!("example plugins are in {}", dist.display());
+    Ok(())
+}
+
+/// The `component` file a plugin.toml names.
+fn component_of(manifest: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(manifest)?;
+    text.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == "component").then(|| v.trim().trim_matches('"').to_owned())
+        })
+        .with_context(|| format!("{} names no component", manifest.display()))
 }
 
 /// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
