@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::{info, warn};
 
+mod plugin;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "baton",
@@ -95,6 +97,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Write, check and test plugins without a server.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,6 +171,7 @@ fn init_logging(serving: bool) {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None | Some(Command::Serve) => serve(&cli.common).await,
+        Some(Command::Plugin(command)) => plugin::run(command).await,
         Some(Command::Migrate) => {
             let store = open_store(&cli.common).await?;
             println!("migrations applied ({})", describe_db(&cli.common));
@@ -330,6 +336,7 @@ async fn serve(common: &Common) -> Result<()> {
         .load_bot_settings()
         .await
         .context("cannot load the saved bot settings")?;
+    start_plugins(common, &runtime).await?;
     runtime.start_background();
     let app = router(AppState::new(
         runtime,
@@ -347,6 +354,36 @@ async fn serve(common: &Common) -> Result<()> {
     .await
     .context("server error")?;
     info!("baton stopped");
+    Ok(())
+}
+
+/// Loads the plugins folder and watches it: plugins dropped in, changed or
+/// removed take effect without a restart.
+async fn start_plugins(common: &Common, runtime: &Runtime) -> Result<()> {
+    let dir = common.plugins_dir();
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        warn!(dir = %dir.display(), "cannot create the plugins folder: {e}");
+    }
+    let host = baton_plugins::PluginHost::new(
+        dir.clone(),
+        Some(common.data_dir.join("plugin-cache")),
+        runtime.config().plugins.clone(),
+    )
+    .context("cannot start the plugin host")?;
+    host.set_off(
+        runtime
+            .store()
+            .plugins_switched_off()
+            .await
+            .context("cannot read the plugin switches")?,
+    );
+    host.rescan().await;
+    let list = host.list();
+    let on = list.iter().filter(|p| p.state == "on").count();
+    info!(dir = %dir.display(), plugins = list.len(), on, "plugins loaded; the folder is watched for changes");
+    let host = Arc::new(host);
+    host.watch();
+    runtime.install_plugins(host);
     Ok(())
 }
 

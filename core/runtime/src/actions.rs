@@ -23,7 +23,22 @@ impl Runtime {
             .handover
             .as_ref()
             .map_or_else(|| self.now(), |h| h.at);
+        let listed: Vec<(usize, String)> = bot
+            .handover
+            .actions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| match a {
+                ActionConfig::Plugin { plugin } => Some((i, plugin.clone())),
+                _ => None,
+            })
+            .collect();
+        self.queue_plugin_actions(&conv, &listed).await;
         for (position, action) in bot.handover.actions.iter().enumerate() {
+            if matches!(action, ActionConfig::Plugin { .. }) {
+                // Queued above; its run is recorded when the queue gets to it.
+                continue;
+            }
             let limit = bot.handover.action_timeout;
             let outcome = tokio::time::timeout(limit, self.run_action(conversation_id, action, at))
                 .await
@@ -211,6 +226,7 @@ impl Runtime {
                 let done = self.set_tags(conversation_id, &all).await?;
                 Ok(format!("tags now {}", done.tags.join(", ")))
             }
+            ActionConfig::Plugin { plugin } => Ok(format!("plugin `{plugin}` queued")),
             ActionConfig::Webhook { url, secret } => {
                 let body = serde_json::json!({
                     "type": "handover.action",

@@ -21,6 +21,27 @@ pub struct BotTurn<'a> {
     pub settings: &'a BotConfig,
     /// Called with the text so far while a reply is being written (streaming).
     pub draft: &'a (dyn Fn(&str) + Send + Sync),
+    /// Power-up plugins the bot may call (an LLM sees them as tools).
+    pub tools: &'a [Tool],
+}
+
+/// A power-up plugin offered to the bot as a tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tool {
+    /// The plugin's id.
+    pub plugin: String,
+    /// The tool's name (from the plugin's `describe()`).
+    pub name: String,
+    pub description: String,
+    /// A JSON schema of the arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// The bot's choice to run a power-up, with its arguments as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PowerUpCall {
+    pub plugin: String,
+    pub arguments: String,
 }
 
 /// One message the bot wants to send.
@@ -37,6 +58,10 @@ pub struct BotReply {
     pub escalate: Option<Reason>,
     /// What the turn was about (an intent or entry id), for routing.
     pub topic: Option<String>,
+    /// Where the hand-over should go, when a plugin said so.
+    pub department: Option<String>,
+    /// A power-up to run now (an LLM's tool call).
+    pub power_up: Option<PowerUpCall>,
 }
 
 /// A bot. It only proposes replies: the runtime decides whether they may be sent.
@@ -204,6 +229,7 @@ impl Bot for KnowledgeBot {
                 .collect(),
             escalate: reply.escalate,
             topic: reply.topic,
+            ..BotReply::default()
         }
     }
 

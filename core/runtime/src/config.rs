@@ -36,6 +36,10 @@ pub struct Config {
     /// `[llm]`: an OpenAI-compatible chat-completions server; none by default.
     #[serde(default)]
     pub llm: Option<LlmConfig>,
+    /// `[plugins]`: limits over what plugin manifests ask for, and
+    /// `[plugins.config.<id>]` values over their config defaults.
+    #[serde(default)]
+    pub plugins: baton_plugins::PluginSettings,
 }
 
 /// A configuration that parsed but does not hold together.
@@ -56,6 +60,7 @@ impl Config {
 
     /// Checks what the file's shape cannot: references between tables.
     pub fn check(&self) -> Result<(), String> {
+        self.plugins.check()?;
         let mut seen = std::collections::HashSet::new();
         for d in &self.departments {
             if d.id.trim().is_empty() {
@@ -113,6 +118,13 @@ impl Config {
             {
                 return Err(format!(
                     "handover.actions[{i}]: webhook url must be http(s)"
+                ));
+            }
+            if let ActionConfig::Plugin { plugin } = a
+                && plugin.trim().is_empty()
+            {
+                return Err(format!(
+                    "handover.actions[{i}]: a plugin action names its plugin's id"
                 ));
             }
         }
@@ -326,6 +338,9 @@ pub enum ActionConfig {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         secret: Option<String>,
     },
+    /// Run an action plugin (by its manifest id), from the durable queue.
+    /// When a bot lists none, every action plugin that is on runs.
+    Plugin { plugin: String },
 }
 
 /// How the `assign` action picks someone when it names nobody.
@@ -348,6 +363,7 @@ impl ActionConfig {
             ActionConfig::PauseBot { .. } => "pause_bot",
             ActionConfig::Tags { .. } => "tags",
             ActionConfig::Webhook { .. } => "webhook",
+            ActionConfig::Plugin { .. } => "plugin",
         }
     }
 }

@@ -60,6 +60,10 @@ struct Inner {
     http: reqwest::Client,
     /// A bot reply as it is being written (LLM streaming); ephemeral, this node only.
     drafts: tokio::sync::broadcast::Sender<Draft>,
+    /// The WebAssembly plugin host, once installed.
+    plugins: std::sync::OnceLock<Arc<baton_plugins::PluginHost>>,
+    /// Wakes the plugin-action queue.
+    plugin_wake: Arc<Notify>,
 }
 
 /// The text a bot has written so far in a streamed reply.
@@ -105,6 +109,8 @@ impl Runtime {
                     .build()
                     .unwrap_or_default(),
                 drafts: tokio::sync::broadcast::channel(256).0,
+                plugins: std::sync::OnceLock::new(),
+                plugin_wake: Arc::new(Notify::new()),
             }),
         }
     }
@@ -132,6 +138,20 @@ impl Runtime {
     /// The bot behind every conversation.
     pub(crate) fn bot_engine(&self) -> &dyn Bot {
         self.inner.bot.as_ref()
+    }
+
+    /// The plugin host, when plugins are installed.
+    pub fn plugins(&self) -> Option<&Arc<baton_plugins::PluginHost>> {
+        self.inner.plugins.get()
+    }
+
+    /// Installs the plugin host (once; later calls are ignored).
+    pub fn install_plugins(&self, host: Arc<baton_plugins::PluginHost>) {
+        let _ = self.inner.plugins.set(host);
+    }
+
+    pub(crate) fn plugin_wake(&self) -> &Notify {
+        &self.inner.plugin_wake
     }
 
     pub(crate) fn assign_lock(&self) -> &tokio::sync::Mutex<()> {
@@ -227,6 +247,7 @@ impl Runtime {
                 .unwrap_or_default(),
         };
         tokio::spawn(dispatcher.run());
+        tokio::spawn(self.clone().plugin_jobs());
         if self.inner.store.backend() == Backend::Postgres {
             tokio::spawn(
                 self.inner
@@ -506,6 +527,7 @@ impl Runtime {
                     messages: vec![say(said)],
                     escalate: Reason::new(reason).ok(),
                     topic,
+                    ..BotReply::default()
                 }
             }
         })
@@ -761,9 +783,15 @@ impl Runtime {
             pending = None;
         }
         let from_collector = pending.is_some();
-        let reply = match pending {
-            Some(pending) => self.collector_turn(&conv, &pending, &last.text).await?,
-            None => {
+        let plugin_reply = match pending {
+            Some(_) => None,
+            // Trigger plugins, then the power-up in progress or one the visitor named.
+            None => self.plugin_turn(&conv, &last.text).await?,
+        };
+        let mut reply = match (pending, plugin_reply) {
+            (Some(pending), _) => self.collector_turn(&conv, &pending, &last.text).await?,
+            (None, Some(reply)) => reply,
+            (None, None) => {
                 let drafts = self.inner.drafts.clone();
                 let id = conversation_id.to_owned();
                 let draft = move |text: &str| {
@@ -782,10 +810,21 @@ impl Runtime {
                         text: &last.text,
                         settings: &settings,
                         draft: &draft,
+                        tools: &self.plugin_tools(),
                     })
                     .await
             }
         };
+        // The model chose a power-up: run it now, after what the model said.
+        if let Some(call) = reply.power_up.take()
+            && let Some(step) = self
+                .power_up_step(&conv, &call.plugin, &call.arguments, &last.text, 0)
+                .await?
+        {
+            reply.messages.extend(step.messages);
+            reply.escalate = step.escalate;
+            reply.department = step.department;
+        }
         // The bot wants a human: first the contact's details, where configured.
         if let Some(reason) = reply.escalate.clone()
             && !from_collector
@@ -812,7 +851,10 @@ impl Runtime {
                 .store
                 .set_topic(conversation_id, reply.topic.as_deref())
                 .await?;
-            match self.escalate(conversation_id, reason, None, None).await {
+            match self
+                .escalate(conversation_id, reason, None, reply.department)
+                .await
+            {
                 Ok(_) | Err(Error::Transition(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -857,24 +899,41 @@ impl Runtime {
         Ok(true)
     }
 
+    /// Sends a message as the conversation's bot, if the bot may speak now.
+    pub(crate) async fn send_as_bot(&self, conv: &Conversation, text: String) -> Result<bool> {
+        self.store_bot_messages(
+            &conv.id,
+            &conv.bot_id,
+            vec![BotMessage {
+                text,
+                actions: vec![],
+            }],
+        )
+        .await
+    }
+
     /// Appends a system message (a closing message, a notice) in its own transaction.
     pub(crate) async fn system_message(
         &self,
         conversation_id: &str,
         text: String,
     ) -> Result<Message> {
+        self.append_now(conversation_id, NewMessage::text(SenderKind::System, text))
+            .await
+    }
+
+    /// Appends one message outside any transition, in its own transaction.
+    pub(crate) async fn append_now(
+        &self,
+        conversation_id: &str,
+        new: NewMessage,
+    ) -> Result<Message> {
         let now = self.now();
         let mut tx = self.inner.store.begin().await?;
         let Some(locked) = tx.lock_conversation(conversation_id).await? else {
             return Err(Error::NotFound("conversation"));
         };
-        let message = tx
-            .append_message(
-                conversation_id,
-                &NewMessage::text(SenderKind::System, text),
-                now,
-            )
-            .await?;
+        let message = tx.append_message(conversation_id, &new, now).await?;
         let mut done = Committed::default();
         let snapshot = self
             .finish_appended(&mut tx, &locked, &[], vec![message.clone()], &mut done, now)
@@ -959,10 +1018,14 @@ impl Runtime {
             return Ok(conv);
         }
         info!(%conversation_id, reason = %reason, "conversation escalated");
-        // A pending contact collector is moot once a human is on the way.
+        // A pending contact collector or power-up is moot once a human is on the way.
         self.inner
             .store
             .set_collecting(conversation_id, None)
+            .await?;
+        self.inner
+            .store
+            .set_power_up_session(conversation_id, None, self.now())
             .await?;
         // Routing first, then the bot's post-hand-over actions, in order.
         let rt = self.clone();

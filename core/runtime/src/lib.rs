@@ -23,6 +23,7 @@ mod engine;
 pub mod hours;
 mod knowledge;
 pub mod llm;
+pub mod plugins;
 mod routing;
 mod settings;
 #[cfg(feature = "testkit")]

@@ -10,7 +10,7 @@
 //! widget as it is written. A time-out, an error or an empty answer falls
 //! back to the built-in bot's reply.
 
-use crate::bot::{Bot, BotMessage, BotReply, BotTurn, KnowledgeBot};
+use crate::bot::{Bot, BotMessage, BotReply, BotTurn, KnowledgeBot, PowerUpCall};
 use crate::config::LlmConfig;
 use async_trait::async_trait;
 use baton_model::{Reason, SenderKind};
@@ -43,6 +43,8 @@ impl std::fmt::Debug for LlmBot {
 struct Answer {
     text: String,
     request_human: bool,
+    /// A power-up tool call: its name and arguments (JSON).
+    tool: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,11 +90,7 @@ impl LlmBot {
             };
             messages.push(json!({"role": role, "content": m.text}));
         }
-        let mut body = json!({
-            "model": self.config.model,
-            "messages": messages,
-            "stream": self.config.stream,
-            "tools": [{
+        let mut tools = vec![json!({
                 "type": "function",
                 "function": {
                     "name": "request_human",
@@ -103,7 +101,22 @@ impl LlmBot {
                         "properties": {"reason": {"type": "string", "description": "Why, in a few words."}},
                     },
                 },
-            }],
+        })];
+        for tool in turn.tools {
+            tools.push(json!({
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters,
+                },
+            }));
+        }
+        let mut body = json!({
+            "model": self.config.model,
+            "messages": messages,
+            "stream": self.config.stream,
+            "tools": tools,
         });
         if let Some(t) = self.config.temperature {
             body["temperature"] = json!(t);
@@ -168,6 +181,21 @@ impl LlmBot {
                 if calls_request_human(&delta["tool_calls"]) {
                     answer.request_human = true;
                 }
+                // A tool call streams as its name, then its arguments in pieces.
+                for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                    let function = &call["function"];
+                    if let Some(name) = function["name"].as_str()
+                        && name != "request_human"
+                        && answer.tool.is_none()
+                    {
+                        answer.tool = Some((name.to_owned(), String::new()));
+                    }
+                    if let (Some((_, args)), Some(piece)) =
+                        (answer.tool.as_mut(), function["arguments"].as_str())
+                    {
+                        args.push_str(piece);
+                    }
+                }
             }
         }
         // The stream ended without [DONE]: keep what arrived if anything did.
@@ -180,9 +208,22 @@ fn parse_completion(value: &Value) -> Result<Answer, LlmError> {
     if message.is_null() {
         return Err(LlmError::Malformed("no choices[0].message".into()));
     }
+    let tool = message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| &c["function"])
+        .find(|f| f["name"].as_str().is_some_and(|n| n != "request_human"))
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap_or_default().to_owned(),
+                f["arguments"].as_str().unwrap_or("{}").to_owned(),
+            )
+        });
     Ok(Answer {
         text: message["content"].as_str().unwrap_or_default().to_owned(),
         request_human: calls_request_human(&message["tool_calls"]),
+        tool,
     })
 }
 
@@ -242,6 +283,29 @@ impl Bot for LlmBot {
                 },
                 escalate: Some(Reason::known(Reason::VISITOR_REQUEST)),
                 topic: builtin.topic,
+                ..BotReply::default()
+            };
+        }
+        let power_up = answer.tool.and_then(|(name, arguments)| {
+            let tool = turn.tools.iter().find(|t| t.name == name)?;
+            Some(PowerUpCall {
+                plugin: tool.plugin.clone(),
+                arguments: if arguments.trim().is_empty() { "{}".into() } else { arguments },
+            })
+        });
+        if power_up.is_some() {
+            return BotReply {
+                messages: if text.is_empty() {
+                    vec![]
+                } else {
+                    vec![BotMessage {
+                        text,
+                        actions: vec![],
+                    }]
+                },
+                topic: builtin.topic,
+                power_up,
+                ..BotReply::default()
             };
         }
         if text.is_empty() {
@@ -252,8 +316,8 @@ impl Bot for LlmBot {
                 text,
                 actions: vec![],
             }],
-            escalate: None,
             topic: builtin.topic,
+            ..BotReply::default()
         }
     }
 

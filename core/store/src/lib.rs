@@ -15,6 +15,7 @@
 
 mod conversations;
 mod events;
+mod plugins;
 mod rows;
 mod settings;
 mod users;
@@ -25,6 +26,7 @@ pub use conversations::{
     AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage,
 };
 pub use events::{StoredEvent, new_event_id};
+pub use plugins::{PluginJob, PowerUpSession};
 pub use users::{ApiToken, NewUser, RoutingUpdate, SessionRecord, User};
 pub use webhooks::{Delivery, DeliveryStatus, NewWebhook, Webhook};
 pub use work::{ActionRun, HandoverTimes, Notification, Task};

@@ -151,6 +151,10 @@ pub fn router(state: AppState) -> Router {
         .route("/bots/{id}", put(settings::update_bot))
         .route("/channels", get(settings::list_channels))
         .route("/plugins", get(settings::list_plugins))
+        .route(
+            "/plugins/{id}",
+            get(settings::get_plugin).patch(settings::switch_plugin),
+        )
         .route("/conversations", get(staff::list_conversations))
         .route("/conversations/{id}", get(staff::get_conversation))
         .route("/conversations/{id}/claim", post(staff::claim))

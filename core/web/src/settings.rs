@@ -182,54 +182,62 @@ pub async fn list_channels(State(state): State<AppState>, staff: Staff) -> ApiRe
     Ok(Json(json!({ "channels": channels })))
 }
 
-/// `GET /api/v1/plugins`: the plugins folder's contents as found on disk.
-/// Until the plugin host lands nothing runs, and every entry says so.
+/// `GET /api/v1/plugins`: every plugin folder, loaded or not, with its
+/// state (`on`, `off`, `switched_off`, `error`), counters and last error.
 pub async fn list_plugins(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
     staff.require_admin()?;
-    let dir = state.inner.plugins_dir.clone();
-    let plugins = match dir {
-        Some(dir) => tokio::task::spawn_blocking(move || scan_plugins(&dir))
-            .await
-            .map_err(|_| ApiError::internal())?,
-        None => vec![],
-    };
+    let plugins = state
+        .runtime()
+        .plugins()
+        .map(|host| host.list())
+        .unwrap_or_default();
     Ok(Json(json!({
         "plugins": plugins,
         "dir": state.inner.plugins_dir.as_ref().map(|d| d.display().to_string()),
     })))
 }
 
-fn scan_plugins(dir: &std::path::Path) -> Vec<Value> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return vec![];
-    };
-    let mut found: Vec<Value> = entries
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .map(|entry| {
-            let folder = entry.file_name().to_string_lossy().into_owned();
-            let manifest = entry.path().join("plugin.toml");
-            let parsed = std::fs::read_to_string(&manifest)
-                .map_err(|e| format!("no readable plugin.toml: {e}"))
-                .and_then(|t| t.parse::<toml::Table>().map_err(|e| format!("plugin.toml: {e}")));
-            match parsed {
-                Ok(m) => {
-                    let field = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_owned();
-                    let id = Some(field("id")).filter(|s| !s.is_empty()).unwrap_or(folder);
-                    json!({
-                        "id": id,
-                        "version": field("version"),
-                        "world": field("world"),
-                        "state": "installed",
-                        "detail": "found in the plugins folder; this build has no plugin host to run it yet",
-                    })
-                }
-                Err(e) => json!({
-                    "id": folder, "version": "", "world": "", "state": "invalid", "detail": e,
-                }),
-            }
-        })
-        .collect();
-    found.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    found
+/// `GET /api/v1/plugins/{id}`.
+pub async fn get_plugin(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let status = state
+        .runtime()
+        .plugins()
+        .and_then(|host| host.status(&id))
+        .ok_or(ApiError::not_found("plugin"))?;
+    Ok(Json(json!(status)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginPatch {
+    enabled: bool,
+}
+
+/// `PATCH /api/v1/plugins/{id}` `{"enabled": bool}`: switches a plugin on
+/// or off (on again also clears an automatic switch-off). Kept across restarts.
+pub async fn switch_plugin(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Body(patch): Body<PluginPatch>,
+) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let runtime = state.runtime();
+    let host = runtime.plugins().ok_or(ApiError::not_found("plugin"))?;
+    host.status(&id)
+        .filter(|s| s.state != "error")
+        .ok_or(ApiError::not_found("plugin"))?;
+    runtime
+        .store()
+        .switch_plugin(&id, patch.enabled, runtime.now())
+        .await?;
+    host.switch(&id, patch.enabled)
+        .map_err(|_| ApiError::not_found("plugin"))?;
+    let status = host.status(&id).ok_or(ApiError::not_found("plugin"))?;
+    Ok(Json(json!(status)))
 }

@@ -1,0 +1,251 @@
+//! What plugins keep in the database: each plugin's key-value store, the
+//! admin's on/off switches, the durable queue of plugin actions, and the
+//! power-up a conversation is in the middle of.
+
+use crate::{Result, Store, new_id};
+use baton_model::Timestamp;
+use sqlx::Row;
+
+/// One plugin action to run (or that ran) for one hand-over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginJob {
+    pub id: String,
+    pub plugin_id: String,
+    pub conversation_id: String,
+    pub idempotency_key: String,
+    pub reason: String,
+    pub position: i64,
+    pub attempts: i64,
+    pub status: String,
+    pub next_at: Timestamp,
+    pub last_error: Option<String>,
+}
+
+/// A power-up waiting for the visitor's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PowerUpSession {
+    pub plugin_id: String,
+    pub turn: i64,
+}
+
+const JOB_COLUMNS: &str = "id, plugin_id, conversation_id, idempotency_key, reason, position, \
+                           attempts, status, next_at, last_error";
+
+fn job(row: &sqlx::any::AnyRow) -> Result<PluginJob> {
+    Ok(PluginJob {
+        id: row.try_get("id")?,
+        plugin_id: row.try_get("plugin_id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        reason: row.try_get("reason")?,
+        position: row.try_get("position")?,
+        attempts: row.try_get("attempts")?,
+        status: row.try_get("status")?,
+        next_at: Timestamp::from_millis(row.try_get("next_at")?),
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+impl Store {
+    pub async fn kv_get(&self, plugin_id: &str, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM plugin_kv WHERE plugin_id = $1 AND key = $2")
+            .bind(plugin_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    pub async fn kv_set(&self, plugin_id: &str, key: &str, value: &str, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (plugin_id, key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(plugin_id)
+        .bind(key)
+        .bind(value)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = $1 AND key = $2")
+            .bind(plugin_id)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Plugins an admin switched off.
+    pub async fn plugins_switched_off(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT plugin_id FROM plugin_switches WHERE enabled = 0")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("plugin_id")?))
+            .collect()
+    }
+
+    pub async fn switch_plugin(&self, plugin_id: &str, enabled: bool, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO plugin_switches (plugin_id, enabled, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (plugin_id) DO UPDATE SET enabled = excluded.enabled, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(plugin_id)
+        .bind(i64::from(enabled))
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Queues a plugin action; a second call with the same key is a no-op
+    /// (returns `false`).
+    pub async fn enqueue_plugin_job(
+        &self,
+        plugin_id: &str,
+        conversation_id: &str,
+        idempotency_key: &str,
+        reason: &str,
+        position: i64,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO plugin_jobs (id, plugin_id, conversation_id, idempotency_key, reason, \
+             position, attempts, status, next_at, last_error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, 'queued', $7, NULL, $7, $7) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(new_id())
+        .bind(plugin_id)
+        .bind(conversation_id)
+        .bind(idempotency_key)
+        .bind(reason)
+        .bind(position)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Claims up to `limit` due jobs: they become `running` until
+    /// [`Store::finish_plugin_job`]. A job left `running` by a crashed node
+    /// is due again after `stale_ms`.
+    pub async fn claim_plugin_jobs(&self, now: Timestamp, limit: i64, stale_ms: i64) -> Result<Vec<PluginJob>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM plugin_jobs WHERE (status = 'queued' AND next_at <= $1) \
+             OR (status = 'running' AND next_at <= $2) ORDER BY next_at, position LIMIT $3"
+        )))
+        .bind(now.millis())
+        .bind(now.millis() - stale_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut claimed = vec![];
+        for row in &rows {
+            let mut j = job(row)?;
+            // Compare-and-set on the row as read: another node may claim it first.
+            let won = sqlx::query(
+                "UPDATE plugin_jobs SET status = 'running', attempts = attempts + 1, \
+                 next_at = $1, updated_at = $1 WHERE id = $2 AND status = $3 AND attempts = $4",
+            )
+            .bind(now.millis())
+            .bind(&j.id)
+            .bind(&j.status)
+            .bind(j.attempts)
+            .execute(&self.pool)
+            .await?;
+            if won.rows_affected() == 1 {
+                j.attempts += 1;
+                j.status = "running".into();
+                claimed.push(j);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Records how a claimed job went: `done`, `failed`, or `queued` again
+    /// at `next_at` for a retry.
+    pub async fn finish_plugin_job(
+        &self,
+        id: &str,
+        status: &str,
+        next_at: Timestamp,
+        error: Option<&str>,
+        now: Timestamp,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE plugin_jobs SET status = $1, next_at = $2, last_error = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(status)
+        .bind(next_at.millis())
+        .bind(error)
+        .bind(now.millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn plugin_jobs(&self, conversation_id: &str) -> Result<Vec<PluginJob>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM plugin_jobs WHERE conversation_id = $1 ORDER BY created_at, position"
+        )))
+        .bind(conversation_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(job).collect()
+    }
+
+    pub async fn power_up_session(&self, conversation_id: &str) -> Result<Option<PowerUpSession>> {
+        let row = sqlx::query("SELECT plugin_id, turn FROM power_up_sessions WHERE conversation_id = $1")
+            .bind(conversation_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(PowerUpSession {
+                plugin_id: r.try_get("plugin_id")?,
+                turn: r.try_get("turn")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Sets (or, with `None`, ends) the power-up a conversation is in.
+    pub async fn set_power_up_session(
+        &self,
+        conversation_id: &str,
+        session: Option<&PowerUpSession>,
+        now: Timestamp,
+    ) -> Result<()> {
+        match session {
+            None => {
+                sqlx::query("DELETE FROM power_up_sessions WHERE conversation_id = $1")
+                    .bind(conversation_id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Some(s) => {
+                sqlx::query(
+                    "INSERT INTO power_up_sessions (conversation_id, plugin_id, turn, updated_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id) DO UPDATE SET \
+                     plugin_id = excluded.plugin_id, turn = excluded.turn, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(conversation_id)
+                .bind(&s.plugin_id)
+                .bind(s.turn)
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
