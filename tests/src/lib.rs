@@ -571,3 +571,65 @@ pub async fn ws_send(ws: &mut Ws, value: Value) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// An example plugin as `cargo xtask plugins` lays it out (`cargo xtask test` does).
+pub fn example_plugin(name: &str) -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/examples/dist")
+        .join(name);
+    if !dir.join("plugin.toml").is_file() {
+        bail!(
+            "the example plugin `{name}` is not built: run `cargo xtask plugins` (cargo xtask test does)"
+        );
+    }
+    Ok(dir)
+}
+
+/// Installs an example plugin into a plugins folder as `folder`, the way an
+/// operator would (copied aside, then moved in). `set` replaces `key = value`
+/// lines of its manifest (or adds them); the deadline becomes a generous 5 s
+/// unless the manifest or `set` says otherwise, so a loaded machine cannot
+/// make a test flaky.
+pub fn install_plugin(
+    plugins: &Path,
+    example: &str,
+    folder: &str,
+    set: &[(&str, &str)],
+) -> Result<PathBuf> {
+    let from = example_plugin(example)?;
+    let staging = plugins.join(format!(".{folder}.tmp"));
+    std::fs::create_dir_all(&staging)?;
+    for f in std::fs::read_dir(&from)? {
+        let f = f?.path();
+        if let Some(name) = f.file_name() {
+            std::fs::copy(&f, staging.join(name))?;
+        }
+    }
+    let manifest = staging.join("plugin.toml");
+    let mut text = std::fs::read_to_string(&manifest)?;
+    if !text.contains("[limits]") {
+        text.push_str("\n[limits]\ndeadline_ms = 5000\n");
+    }
+    for (key, value) in set {
+        let mut done = false;
+        text = text
+            .lines()
+            .map(|l| {
+                if !done && l.split('=').next().map(str::trim) == Some(*key) {
+                    done = true;
+                    format!("{key} = {value}")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        if !done {
+            bail!("`{key}` is not in {example}'s plugin.toml");
+        }
+    }
+    std::fs::write(&manifest, text)?;
+    let to = plugins.join(folder);
+    std::fs::rename(&staging, &to)?;
+    Ok(to)
+}

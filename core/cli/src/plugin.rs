@@ -50,7 +50,12 @@ pub enum Kind {
 
 pub async fn run(command: PluginCommand) -> Result<()> {
     match command {
-        PluginCommand::New { kind, name, dir, sdk } => new(kind, &name, &dir, sdk),
+        PluginCommand::New {
+            kind,
+            name,
+            dir,
+            sdk,
+        } => new(kind, &name, &dir, sdk),
         PluginCommand::Check { path } => check(&path).await,
         PluginCommand::Test {
             path,
@@ -69,7 +74,11 @@ fn folder_of(path: &Path) -> Result<PathBuf> {
     } else {
         bail!("{} does not exist", path.display());
     };
-    let folder = if folder.as_os_str().is_empty() { PathBuf::from(".") } else { folder };
+    let folder = if folder.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        folder
+    };
     if !folder.join("plugin.toml").is_file() {
         bail!("{} has no plugin.toml", folder.display());
     }
@@ -122,8 +131,8 @@ async fn test(path: &Path, transcript: Option<PathBuf>, json: bool) -> Result<()
     let file = transcript.unwrap_or_else(|| folder.join("transcript.toml"));
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read the transcript {}", file.display()))?;
-    let transcript: Transcript =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message()))?;
+    let transcript: Transcript = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.message()))?;
     if transcript.turns.is_empty() {
         bail!("{} has no [[turn]]", file.display());
     }
@@ -144,7 +153,11 @@ async fn test(path: &Path, transcript: Option<PathBuf>, json: bool) -> Result<()
                 println!("    {m}");
             }
         }
-        println!("{} turns, {} as expected, {failed} not", reports.len(), reports.len() - failed);
+        println!(
+            "{} turns, {} as expected, {failed} not",
+            reports.len(),
+            reports.len() - failed
+        );
     }
     if failed > 0 {
         bail!("{failed} turn(s) did not go as expected");
@@ -155,7 +168,9 @@ async fn test(path: &Path, transcript: Option<PathBuf>, json: bool) -> Result<()
 fn new(kind: Kind, name: &str, dir: &Path, sdk: Option<PathBuf>) -> Result<()> {
     let ok = (1..=60).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if !ok {
         bail!("the name `{name}` must be 1 to 60 of a-z, 0-9 and -, starting with a letter");
     }
@@ -228,7 +243,10 @@ fn new(kind: Kind, name: &str, dir: &Path, sdk: Option<PathBuf>) -> Result<()> {
         ),
     )?;
     println!("created {} ({world})", root.display());
-    println!("next: cd {} && cargo build --release --target wasm32-wasip2 && baton plugin test .", root.display());
+    println!(
+        "next: cd {} && cargo build --release --target wasm32-wasip2 && baton plugin test .",
+        root.display()
+    );
     Ok(())
 }
 

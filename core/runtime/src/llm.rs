@@ -290,7 +290,11 @@ impl Bot for LlmBot {
             let tool = turn.tools.iter().find(|t| t.name == name)?;
             Some(PowerUpCall {
                 plugin: tool.plugin.clone(),
-                arguments: if arguments.trim().is_empty() { "{}".into() } else { arguments },
+                arguments: if arguments.trim().is_empty() {
+                    "{}".into()
+                } else {
+                    arguments
+                },
             })
         });
         if power_up.is_some() {

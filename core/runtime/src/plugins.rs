@@ -205,7 +205,10 @@ impl Runtime {
                     name: plugin.to_owned(),
                 }),
                 internal: true,
-                ..NewMessage::text(SenderKind::System, note.chars().take(2_000).collect::<String>())
+                ..NewMessage::text(
+                    SenderKind::System,
+                    note.chars().take(2_000).collect::<String>(),
+                )
             };
             self.append_now(&conv.id, new).await?;
         }
@@ -217,9 +220,7 @@ impl Runtime {
             known
         });
         Ok(BotReply {
-            escalate: Some(
-                Reason::plugin(plugin).map_err(|e| Error::Invalid(e.to_string()))?,
-            ),
+            escalate: Some(Reason::plugin(plugin).map_err(|e| Error::Invalid(e.to_string()))?),
             department,
             ..BotReply::default()
         })
@@ -227,7 +228,11 @@ impl Runtime {
 
     /// Queues action plugins for the hand-over that just happened: those the
     /// bot lists (`type = "plugin"`), or else every action plugin that is on.
-    pub(crate) async fn queue_plugin_actions(&self, conv: &Conversation, listed: &[(usize, String)]) {
+    pub(crate) async fn queue_plugin_actions(
+        &self,
+        conv: &Conversation,
+        listed: &[(usize, String)],
+    ) {
         let Some(host) = self.plugins() else {
             return;
         };
@@ -235,7 +240,10 @@ impl Runtime {
             return;
         };
         let plugins: Vec<(usize, String)> = if listed.is_empty() {
-            host.actions().into_iter().map(|id| (usize::MAX, id)).collect()
+            host.actions()
+                .into_iter()
+                .map(|id| (usize::MAX, id))
+                .collect()
         } else {
             listed.to_vec()
         };
@@ -302,7 +310,13 @@ impl Runtime {
                 let now = self.now();
                 return Ok(self
                     .store()
-                    .finish_plugin_job(&job.id, "failed", now, Some("the conversation is gone"), now)
+                    .finish_plugin_job(
+                        &job.id,
+                        "failed",
+                        now,
+                        Some("the conversation is gone"),
+                        now,
+                    )
                     .await?);
             }
             Err(e) => return Err(e),
@@ -349,7 +363,13 @@ impl Runtime {
         };
         let final_status = if ok { "done" } else { "failed" };
         self.store()
-            .finish_plugin_job(&job.id, final_status, now, (!ok).then_some(detail.as_str()), now)
+            .finish_plugin_job(
+                &job.id,
+                final_status,
+                now,
+                (!ok).then_some(detail.as_str()),
+                now,
+            )
             .await?;
         self.store()
             .record_action_run(&conv.id, job.position, &name, ok, &detail, now)
@@ -399,7 +419,11 @@ impl HostApi for RuntimeApi {
         }
         let mut tags = conv.tags.clone();
         tags.push(tag);
-        self.0.set_tags(id, &tags).await.map(|_| ()).map_err(text_err)
+        self.0
+            .set_tags(id, &tags)
+            .await
+            .map(|_| ())
+            .map_err(text_err)
     }
 
     async fn send(&self, id: &str, _plugin: &str, text: &str) -> std::result::Result<(), String> {
@@ -442,7 +466,14 @@ impl HostApi for RuntimeApi {
         let text: String = text.chars().take(1_000).collect();
         for user in recipients {
             store
-                .create_notification(&user.id, "plugin", None, None, &format!("{plugin}: {text}"), self.0.now())
+                .create_notification(
+                    &user.id,
+                    "plugin",
+                    None,
+                    None,
+                    &format!("{plugin}: {text}"),
+                    self.0.now(),
+                )
                 .await
                 .map_err(text_err)?;
         }
@@ -453,7 +484,12 @@ impl HostApi for RuntimeApi {
         self.0.store().kv_get(plugin, key).await.map_err(text_err)
     }
 
-    async fn kv_set(&self, plugin: &str, key: &str, value: &str) -> std::result::Result<(), String> {
+    async fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: &str,
+    ) -> std::result::Result<(), String> {
         self.0
             .store()
             .kv_set(plugin, key, value, self.0.now())
@@ -462,7 +498,11 @@ impl HostApi for RuntimeApi {
     }
 
     async fn kv_delete(&self, plugin: &str, key: &str) -> std::result::Result<(), String> {
-        self.0.store().kv_delete(plugin, key).await.map_err(text_err)
+        self.0
+            .store()
+            .kv_delete(plugin, key)
+            .await
+            .map_err(text_err)
     }
 
     async fn fetch(&self, request: HttpRequest) -> std::result::Result<HttpResponse, String> {
@@ -478,7 +518,10 @@ impl HostApi for RuntimeApi {
         if let Some(body) = request.body {
             builder = builder.body(body);
         }
-        let mut response = builder.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -486,7 +529,11 @@ impl HostApi for RuntimeApi {
             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
             .collect();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the response failed: {e}"))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("reading the response failed: {e}"))?
+        {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_RESPONSE {
                 return Err(format!("the response is larger than {MAX_RESPONSE} bytes"));

@@ -56,7 +56,13 @@ impl Store {
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
 
-    pub async fn kv_set(&self, plugin_id: &str, key: &str, value: &str, now: Timestamp) -> Result<()> {
+    pub async fn kv_set(
+        &self,
+        plugin_id: &str,
+        key: &str,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO plugin_kv (plugin_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (plugin_id, key) DO UPDATE SET value = excluded.value, \
@@ -85,12 +91,15 @@ impl Store {
         let rows = sqlx::query("SELECT plugin_id FROM plugin_switches WHERE enabled = 0")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| Ok(r.try_get("plugin_id")?))
-            .collect()
+        rows.iter().map(|r| Ok(r.try_get("plugin_id")?)).collect()
     }
 
-    pub async fn switch_plugin(&self, plugin_id: &str, enabled: bool, now: Timestamp) -> Result<()> {
+    pub async fn switch_plugin(
+        &self,
+        plugin_id: &str,
+        enabled: bool,
+        now: Timestamp,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO plugin_switches (plugin_id, enabled, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (plugin_id) DO UPDATE SET enabled = excluded.enabled, \
@@ -136,7 +145,12 @@ impl Store {
     /// Claims up to `limit` due jobs: they become `running` until
     /// [`Store::finish_plugin_job`]. A job left `running` by a crashed node
     /// is due again after `stale_ms`.
-    pub async fn claim_plugin_jobs(&self, now: Timestamp, limit: i64, stale_ms: i64) -> Result<Vec<PluginJob>> {
+    pub async fn claim_plugin_jobs(
+        &self,
+        now: Timestamp,
+        limit: i64,
+        stale_ms: i64,
+    ) -> Result<Vec<PluginJob>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {JOB_COLUMNS} FROM plugin_jobs WHERE (status = 'queued' AND next_at <= $1) \
              OR (status = 'running' AND next_at <= $2) ORDER BY next_at, position LIMIT $3"
@@ -204,10 +218,11 @@ impl Store {
     }
 
     pub async fn power_up_session(&self, conversation_id: &str) -> Result<Option<PowerUpSession>> {
-        let row = sqlx::query("SELECT plugin_id, turn FROM power_up_sessions WHERE conversation_id = $1")
-            .bind(conversation_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT plugin_id, turn FROM power_up_sessions WHERE conversation_id = $1")
+                .bind(conversation_id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| {
             Ok(PowerUpSession {
                 plugin_id: r.try_get("plugin_id")?,

@@ -26,12 +26,27 @@ fn folder(examples: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// Copies an example. Its deadline becomes a generous 5 s (unless the
+/// manifest sets limits), so that a loaded CI machine cannot make a test
+/// flaky; tests of the deadline itself set their own.
 fn copy_example(name: &str, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for f in std::fs::read_dir(dist().join(name)).unwrap() {
         let f = f.unwrap().path();
         std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
     }
+    let manifest = to.join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    if !text.contains("[limits]") {
+        std::fs::write(&manifest, format!("{text}\n[limits]\ndeadline_ms = 5000\n")).unwrap();
+    }
+}
+
+/// Replaces the copied manifest's generous deadline with `limits`.
+fn set_limits(dir: &Path, limits: &str) {
+    let path = dir.join("plugin.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(path, text.replace("deadline_ms = 5000", limits)).unwrap();
 }
 
 /// Rewrites one `key = value` line of a copied plugin.toml (or appends it).
@@ -331,7 +346,9 @@ fn misbehave_stats(host: &PluginHost) -> baton_plugins::PluginStatus {
 
 #[tokio::test]
 async fn an_infinite_loop_times_out_and_the_next_trigger_still_runs() {
-    let (_dir, host) = misbehaving("loop", &[]).await;
+    let (dir, _) = misbehaving("loop", &[]).await;
+    set_limits(&dir.path().join("aaa-misbehave"), "deadline_ms = 200");
+    let host = host(dir.path()).await;
     let api: Arc<dyn HostApi> = Arc::new(MockApi::default());
     // The looping trigger (first by id) fails open; the VIP trigger decides.
     let (id, _) = host
@@ -347,16 +364,10 @@ async fn an_infinite_loop_times_out_and_the_next_trigger_still_runs() {
 #[tokio::test]
 async fn a_loop_under_a_fuel_budget_runs_out_of_fuel() {
     let (dir, _) = misbehaving("loop", &[]).await;
-    let bad = dir.path().join("aaa-misbehave");
-    let text = std::fs::read_to_string(bad.join("plugin.toml")).unwrap();
-    std::fs::write(
-        bad.join("plugin.toml"),
-        text.replace(
-            "[config]",
-            "[limits]\nfuel = 1000000\ndeadline_ms = 60000\n\n[config]",
-        ),
-    )
-    .unwrap();
+    set_limits(
+        &dir.path().join("aaa-misbehave"),
+        "fuel = 1000000\ndeadline_ms = 60000",
+    );
     let host = host(dir.path()).await;
     let api: Arc<dyn HostApi> = Arc::new(MockApi::default());
     assert!(host.trigger(api, &visitor(None), "hello").await.is_none());
@@ -375,16 +386,10 @@ async fn a_loop_under_a_fuel_budget_runs_out_of_fuel() {
 #[tokio::test]
 async fn a_memory_hog_hits_its_cap() {
     let (dir, _) = misbehaving("hog", &[]).await;
-    let bad = dir.path().join("aaa-misbehave");
-    let text = std::fs::read_to_string(bad.join("plugin.toml")).unwrap();
-    std::fs::write(
-        bad.join("plugin.toml"),
-        text.replace(
-            "[config]",
-            "[limits]\nmemory_mb = 16\ndeadline_ms = 60000\n\n[config]",
-        ),
-    )
-    .unwrap();
+    set_limits(
+        &dir.path().join("aaa-misbehave"),
+        "memory_mb = 16\ndeadline_ms = 60000",
+    );
     let host = host(dir.path()).await;
     let api: Arc<dyn HostApi> = Arc::new(MockApi::default());
     assert!(host.trigger(api, &visitor(None), "hello").await.is_none());

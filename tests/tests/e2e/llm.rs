@@ -17,6 +17,8 @@ use std::time::Duration;
 enum Mode {
     Answer,
     CallTool,
+    /// Calls the `talk_to_a_human` power-up with an email.
+    CallPowerUp,
     Fail,
     Slow,
 }
@@ -94,6 +96,22 @@ async fn completions(State(fake): State<Fake>, headers: HeaderMap, body: String)
             ),
             chunk(
                 json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"reason\":\"asked\"}"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("tool_calls")),
+        ]),
+        Mode::CallPowerUp => sse(vec![
+            chunk(
+                json!({"role": "assistant", "content": "Let me get someone for you."}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "call_2", "type": "function",
+                    "function": {"name": "talk_to_a_human", "arguments": "{\"email\":"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"ada@example.com\"}"}}]}),
                 None,
             ),
             chunk(json!({}), Some("tool_calls")),
@@ -284,5 +302,54 @@ async fn the_binary_sends_the_key_from_the_environment() -> Result<()> {
     );
     let log = std::fs::read_to_string(&process.log)?;
     ensure!(!log.contains("sk-test-123"), "the key reached the log");
+    process.stop().await
+}
+
+#[tokio::test]
+async fn power_up_plugins_are_tools_the_model_can_call() -> Result<()> {
+    let (base, fake) = fake_openai(Mode::CallPowerUp).await?;
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let plugins = db.data_dir().join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    baton_tests::install_plugin(&plugins, "talk-to-human", "talk-to-human", &[])?;
+    let process = Process::start_with_env(
+        &baton_binary()?,
+        &db,
+        &config(&base, ""),
+        "llm-tools",
+        &[("BATON_PLUGINS_DIR", plugins.to_str().unwrap_or_default())],
+    )
+    .await?;
+    let visitor = VisitorClient::start(&process.base()).await?;
+    visitor
+        .turn("My stove is broken and I'd like someone to look at it")
+        .await?;
+    let mut state = visitor.state().await?;
+    for _ in 0..100 {
+        if state["conversation"]["status"] == "waiting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        state = visitor.state().await?;
+    }
+    ensure!(
+        state["conversation"]["handover"]["reason"] == "plugin:talk-to-human",
+        "{state}"
+    );
+    ensure!(last_bot(&state) == "Let me get someone for you.", "{state}");
+    // The model saw the power-up as a tool, with its description's schema.
+    let seen = fake.seen.lock().unwrap().clone();
+    let tools = &seen.first().context("no request")?.0["tools"];
+    let tool = tools
+        .as_array()
+        .and_then(|t| {
+            t.iter()
+                .find(|t| t["function"]["name"] == "talk_to_a_human")
+        })
+        .context("no talk_to_a_human tool")?;
+    ensure!(
+        tool["function"]["parameters"]["properties"]["email"]["type"] == "string",
+        "{tool}"
+    );
     process.stop().await
 }

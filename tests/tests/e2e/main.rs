@@ -11,6 +11,7 @@ mod handover;
 mod llm;
 mod nodes;
 mod pages;
+mod plugins;
 mod store_suite;
 mod triggers;
 mod webhooks;
