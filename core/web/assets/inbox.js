@@ -2509,7 +2509,7 @@
     const body = h('div', { class: 'page-body' });
     holder.content.appendChild(h('div', { class: 'page' },
       h('header', { class: 'page-head' },
-        h('div', { class: 'page-head-text' }, h('h1', { class: 'page-title', text: title }), sub ? h('p', { class: 'page-sub', text: sub }) : null),
+        h('div', { class: 'page-head-text' }, h('h1', { class: 'page-title', text: title }), sub ? h('p', { class: 'page-sub' }, sub) : null),
         tools ? h('div', { class: 'page-tools' }, tools) : null),
       body));
     return body;
@@ -3677,32 +3677,316 @@
 
   // --- plugins ----------------------------------------------------------------------------
 
+  const PLUGIN_STATES = {
+    on: { label: 'On', pill: 'active' },
+    off: { label: 'Off', pill: 'resolved' },
+    switched_off: { label: 'Switched off', pill: 'waiting' },
+    error: { label: 'Error', pill: 'danger' },
+  };
+  const PLUGIN_WORLDS = {
+    trigger: { label: 'Trigger', icon: 'hand' },
+    'power-up': { label: 'Power-up', icon: 'bot' },
+    action: { label: 'Action', icon: 'tasks' },
+  };
+  const PLUGIN_POLL_MS = 5000;
+
+  /** A mean call time in microseconds as short text: 850 µs, 6.5 ms, 120 ms, 2.3 s. */
+  function callTime(us) {
+    if (us === null || us === undefined || !Number.isFinite(Number(us))) return '—';
+    const n = Number(us);
+    if (n < 1000) return Math.round(n) + ' µs';
+    if (n < 10000) return (n / 1000).toFixed(1) + ' ms';
+    if (n < 1000000) return Math.round(n / 1000) + ' ms';
+    return (n / 1000000).toFixed(1) + ' s';
+  }
+
+  /** Milliseconds since the epoch as an ISO string, for `agoLong` and `fullDate`. */
+  function epochIso(ms) {
+    const n = Number(ms);
+    return ms !== null && ms !== undefined && Number.isFinite(n) ? new Date(n).toISOString() : '';
+  }
+
+  /**
+   * The plugins folder, loaded or not: one card per plugin with its state,
+   * counters and limits, and a switch. Polled every 5 s, since plugins
+   * hot-reload from the folder; only the cards that changed are redrawn.
+   */
   async function adminPlugins(holder) {
-    adminFetchPage(holder, {
-      title: 'Plugins',
-      blurb: 'WebAssembly components that add hand-over triggers, bot power-ups and post-hand-over actions.',
-      path: '/api/v1/plugins',
-      key: 'plugins',
-      empty: () => emptyState('plug', 'No plugins installed',
-        'Put a plugin (a WebAssembly component with its manifest) in the plugins folder — ',
-        h('code', { class: 'mono', text: '<data dir>/plugins' }), ', or the folder named by ', h('code', { class: 'mono', text: 'BATON_PLUGINS_DIR' }),
-        ' — and it will be listed here with its state.'),
-      render: (list) => {
-        const tbody = h('tbody');
-        for (const p of list) {
-          const st = String(p.state || '');
-          tbody.appendChild(h('tr', null,
-            h('td', null, h('span', { class: 'cell-strong', text: p.id })),
-            h('td', null, h('code', { class: 'mono', text: p.version || '' })),
-            h('td', null, h('code', { class: 'mono', text: p.world || '' })),
-            h('td', null, h('span', { class: 'pill pill--' + (/^(running|loaded|ready|active|enabled)$/.test(st) ? 'active' : /fail|error|crash|invalid/.test(st) ? 'danger' : 'resolved') }, h('span', { class: 'pill-dot' }), words(st))),
-            h('td', { class: 'cell-muted cell-wrap', text: p.detail || '' })));
+    const dirNote = h('span', { class: 'plugin-dir', hidden: true });
+    const body = adminHead(holder, 'Plugins', [
+      'WebAssembly components that add hand-over triggers, bot power-ups and post-hand-over actions. ',
+      dirNote,
+    ]);
+    body.parentNode.setAttribute('data-testid', 'plugins-page');
+    const warn = h('p', { class: 'form-error', role: 'status', hidden: true, 'data-testid': 'plugins-refresh-error' });
+    const slot = h('div');
+    append(body, [warn, slot]);
+    slot.appendChild(loadingBlock('Loading plugins…'));
+
+    // id → { node, key, busy, plugin }; what is shown, in the server's order.
+    const rows = new Map();
+    const problems = new Map(); // id → { text, announce }: the last switch error, shown in the card
+    const openDetails = new Set(); // ids whose "Technical details" are open
+    let listEl = null;
+    let dir = null;
+    let loaded = false;
+    let inFlight = false;
+
+    function setDir(d) {
+      dir = d || null;
+      clear(dirNote);
+      dirNote.hidden = !dir;
+      if (dir) append(dirNote, ['Loaded from ', h('code', { class: 'mono', text: dir }), '; changes in the folder show up here by themselves.']);
+    }
+
+    function empty() {
+      const el = dir
+        ? emptyState('plug', 'No plugins installed',
+          'Put a plugin (a WebAssembly component with its manifest) in a folder of its own under ', h('code', { class: 'mono', text: dir }),
+          ' and it will be listed here with its state. ', h('code', { class: 'mono', text: 'BATON_PLUGINS_DIR' }), ' names another plugins folder.')
+        : emptyState('plug', 'No plugins installed',
+          'Put a plugin (a WebAssembly component with its manifest) in the plugins folder — ',
+          h('code', { class: 'mono', text: '<data dir>/plugins' }), ', or the folder named by ', h('code', { class: 'mono', text: 'BATON_PLUGINS_DIR' }),
+          ' — and it will be listed here with its state.');
+      el.setAttribute('data-testid', 'plugins-empty');
+      return el;
+    }
+
+    function build(p) {
+      const problem = problems.get(p.id) || null;
+      const announce = !!(problem && problem.announce);
+      if (announce) problem.announce = false; // announced once, not on each refresh
+      return pluginCard(p, {
+        problem: problem ? problem.text : '',
+        announce,
+        open: openDetails.has(p.id),
+        onDetails: (open) => {
+          if (open) openDetails.add(p.id);
+          else openDetails.delete(p.id);
+        },
+        onSwitch: (on) => switchPlugin(p.id, on),
+      });
+    }
+
+    /** Redraws one card, keeping the keyboard focus on the same control. */
+    function redraw(r, p, focusKey) {
+      const active = document.activeElement;
+      const had = focusKey || (active && r.node.contains(active) ? (active.closest('[data-focus]') || {}).dataset?.focus : null);
+      const next = build(p);
+      r.node.replaceWith(next);
+      r.node = next;
+      r.key = JSON.stringify(p);
+      r.plugin = p;
+      if (had) {
+        const el = next.querySelector('[data-focus="' + had + '"]');
+        if (el) el.focus({ preventScroll: true });
+      }
+    }
+
+    function draw(list) {
+      if (!list.length) {
+        rows.clear();
+        listEl = null;
+        if (!slot.querySelector('[data-testid="plugins-empty"]')) clear(slot).appendChild(empty());
+        return;
+      }
+      if (!listEl || !listEl.isConnected) {
+        rows.clear();
+        listEl = h('div', { class: 'stack plugin-list' });
+        clear(slot).appendChild(listEl);
+      }
+      const seen = new Set();
+      let prev = null;
+      for (const p of list) {
+        seen.add(p.id);
+        let r = rows.get(p.id);
+        if (!r) {
+          r = { node: build(p), key: JSON.stringify(p), busy: false, plugin: p };
+          rows.set(p.id, r);
+        } else if (!r.busy && r.key !== JSON.stringify(p)) {
+          redraw(r, p);
         }
-        return h('div', { class: 'card table-card' }, h('table', { class: 'table' },
-          h('thead', null, h('tr', null, ['Plugin', 'Version', 'World', 'State', 'Detail'].map((t) => h('th', { scope: 'col', text: t })))),
-          tbody));
-      },
-    });
+        const want = prev ? prev.nextSibling : listEl.firstChild;
+        if (want !== r.node) listEl.insertBefore(r.node, want);
+        prev = r.node;
+      }
+      for (const [id, r] of rows) {
+        if (seen.has(id)) continue;
+        r.node.remove();
+        rows.delete(id);
+        problems.delete(id);
+      }
+    }
+
+    function tickTimes() {
+      for (const t of slot.querySelectorAll('time[data-ago]')) t.textContent = agoLong(t.getAttribute('datetime'));
+    }
+
+    async function load() {
+      if (inFlight) return;
+      inFlight = true;
+      try {
+        const res = await api('GET', '/api/v1/plugins');
+        if (stale(holder)) return;
+        setDir(res && res.dir);
+        warn.hidden = true;
+        loaded = true;
+        draw((res && res.plugins) || []);
+        tickTimes();
+      } catch (e) {
+        if (stale(holder)) return;
+        if (loaded) showError(warn, 'This list may be out of date (it refreshes every few seconds): ' + e.message);
+        else clear(slot).appendChild(errorBlock(e, 'Plugins'));
+      } finally {
+        inFlight = false;
+      }
+    }
+
+    async function switchPlugin(id, on) {
+      const r = rows.get(id);
+      if (!r || r.busy) return;
+      r.busy = true;
+      r.node.setAttribute('aria-busy', 'true');
+      const toggle = r.node.querySelector('[data-testid="plugin-toggle"]');
+      if (toggle) toggle.disabled = true;
+      try {
+        const p = await api('PATCH', '/api/v1/plugins/' + enc(id), { enabled: on });
+        if (stale(holder)) return;
+        problems.delete(id);
+        redraw(r, p, 'toggle');
+        toast(on ? 'Plugin ' + id + ' is on.' : 'Plugin ' + id + ' is off.', 'success');
+      } catch (e) {
+        if (stale(holder) || e.status === 401) return;
+        problems.set(id, {
+          text: (on ? 'Could not turn it on: ' : 'Could not turn it off: ') + (e.status === 404 ? 'Baton has no loaded plugin with this id any more (it may have been removed or failed to load).' : e.message),
+          announce: true,
+        });
+        redraw(r, r.plugin, 'toggle');
+        if (e.status === 404) load();
+      } finally {
+        r.busy = false;
+        if (r.node) r.node.removeAttribute('aria-busy');
+      }
+    }
+
+    await load();
+    const timer = setInterval(() => {
+      if (stale(holder)) {
+        clearInterval(timer);
+        return;
+      }
+      if (document.visibilityState === 'visible') load();
+    }, PLUGIN_POLL_MS);
+  }
+
+  function pluginCard(p, o) {
+    const st = PLUGIN_STATES[p.state] || { label: words(p.state), pill: 'resolved' };
+    const world = PLUGIN_WORLDS[p.world] || null;
+    const stats = p.stats || {};
+    const uid = 'plugin-' + String(p.id).replace(/[^A-Za-z0-9_-]/g, '_');
+    const nameId = uid + '-name';
+    const noteId = uid + '-note';
+
+    let toggle = null;
+    if (p.state !== 'error') {
+      const again = p.state === 'switched_off';
+      const input = h('input', {
+        type: 'checkbox', role: 'switch', id: uid + '-toggle', checked: p.state === 'on',
+        'data-testid': 'plugin-toggle', 'data-focus': 'toggle',
+        'aria-describedby': again ? noteId : null,
+      });
+      input.addEventListener('change', () => o.onSwitch(input.checked));
+      toggle = h('label', { class: 'switch plugin-switch', for: input.id }, input,
+        h('span', { class: 'switch-track', 'aria-hidden': 'true' }),
+        h('span', { class: 'switch-label' }, again ? 'Turn on again' : 'Enabled', h('span', { class: 'sr-only', text: ' (' + p.id + ')' })));
+    }
+
+    const lastAt = epochIso(stats.last_error_at);
+    const when = (iso) => h('time', { datetime: iso, title: fullDate(iso), 'data-ago': '', text: agoLong(iso) });
+    // The automatic switch-off quotes the last error already: say it once.
+    const merged = p.state === 'switched_off' && !!stats.last_error && String(stats.switched_off || '').includes(stats.last_error);
+    let notice = null;
+    if (p.state === 'error') {
+      notice = h('div', { class: 'plugin-notice plugin-notice--danger' },
+        icon('alert', 'icon--sm'),
+        h('div', { class: 'plugin-notice-text' },
+          h('p', { class: 'plugin-notice-title', text: 'Did not load' }),
+          h('p', { class: 'plugin-error-text', 'data-testid': 'plugin-error', text: p.error || 'Unknown error.' }),
+          h('p', { class: 'plugin-notice-help', text: 'Fix the plugin in its folder (' + p.folder + '): Baton loads it again by itself.' })));
+    } else if (p.state === 'switched_off') {
+      notice = h('div', { class: 'plugin-notice plugin-notice--warn', id: noteId },
+        icon('alert', 'icon--sm'),
+        h('div', { class: 'plugin-notice-text' },
+          h('p', { class: 'plugin-notice-title' }, 'Baton switched it off', merged && lastAt ? [' · ', when(lastAt)] : null),
+          h('p', { class: 'plugin-error-text', 'data-testid': 'plugin-switched-off', text: stats.switched_off || 'It failed too many times in a row.' }),
+          h('p', { class: 'plugin-notice-help', text: 'Turn it on again to give it another chance: its failures in a row count from zero.' })));
+    }
+
+    const stat = (label, value, testid, cls) => h('div', { class: 'plugin-stat' + (cls ? ' ' + cls : '') },
+      h('dt', { text: label }), h('dd', { 'data-testid': testid || null, text: value }));
+    const failures = Number(stats.failures) || 0;
+    const timeouts = Number(stats.timeouts) || 0;
+    const counters = h('dl', { class: 'plugin-stats' },
+      stat('Calls', String(Number(stats.calls) || 0), 'plugin-calls'),
+      stat('Failures', String(failures), 'plugin-failures', failures ? 'is-bad' : ''),
+      stat('Timeouts', String(timeouts), 'plugin-timeouts', timeouts ? 'is-bad' : ''),
+      stat('Mean call', callTime(p.mean_call_micros), 'plugin-mean'));
+
+    let lastError = null;
+    if (stats.last_error && !merged) {
+      lastError = h('div', { class: 'plugin-last-error', 'data-testid': 'plugin-last-error' },
+        h('p', { class: 'plugin-label' }, 'Last error',
+          lastAt ? [' · ', when(lastAt)] : null,
+          stats.consecutive_failures > 1 ? ' · ' + stats.consecutive_failures + ' in a row' : null),
+        h('p', { class: 'plugin-error-text', text: stats.last_error }));
+    }
+
+    const chips = (list, cls) => h('span', { class: 'chips' }, list.map((x) => h('span', { class: 'chip ' + (cls || 'chip--code'), title: x, text: x })));
+    const fact = (label, value) => h('div', { class: 'plugin-fact' }, h('dt', { text: label }), h('dd', null, value));
+    const caps = p.capabilities || [];
+    const hosts = p.allowed_hosts || [];
+    const lim = p.limits;
+    const facts = h('dl', { class: 'plugin-facts' },
+      fact('Capabilities', caps.length ? chips(caps) : h('span', { class: 'muted', text: 'None' })),
+      hosts.length || caps.includes('http') ? fact('Allowed hosts', hosts.length ? chips(hosts) : h('span', { class: 'muted', text: 'None: it cannot reach the network' })) : null,
+      lim ? fact('Limits', h('span', { class: 'plugin-limits' },
+        h('span', { text: lim.deadline_ms + ' ms per call' }),
+        h('span', { text: lim.memory_mb + ' MiB memory' }),
+        h('span', { text: lim.fuel === null || lim.fuel === undefined ? 'no fuel limit' : Number(lim.fuel).toLocaleString() + ' fuel' }))) : null,
+      p.world === 'power-up' && (p.phrases || []).length ? fact('Phrases', chips(p.phrases, 'chip--tag-phrase')) : null,
+      p.tool ? fact('LLM tool', h('span', { class: 'plugin-tool' }, h('code', { class: 'mono', text: p.tool.name }), p.tool.description ? h('span', { class: 'muted', text: p.tool.description }) : null)) : null);
+
+    const imports = p.imports || [];
+    const details = h('details', { class: 'plugin-details', open: !!o.open },
+      h('summary', { 'data-focus': 'details' }, 'Technical details'),
+      h('dl', { class: 'plugin-facts' },
+        fact('Folder', h('code', { class: 'mono', text: p.folder })),
+        p.sha256 ? fact('SHA-256', h('code', { class: 'mono plugin-hash', text: p.sha256 })) : null,
+        imports.length ? fact('Imports', chips(imports)) : null));
+    details.addEventListener('toggle', () => o.onDetails(details.open));
+
+    return h('article', {
+      class: 'card plugin-card plugin-card--' + String(p.state || 'x').replace(/[^a-z_]/g, ''),
+      'data-testid': 'plugin-row', 'data-plugin-id': p.id, 'data-state': p.state, 'aria-labelledby': nameId,
+    },
+      h('div', { class: 'plugin-head' },
+        h('span', { class: 'channel-icon plugin-icon' }, icon(world ? world.icon : 'plug')),
+        h('div', { class: 'plugin-titles' },
+          h('h2', { class: 'plugin-name', id: nameId, text: p.id }),
+          h('p', { class: 'plugin-meta' },
+            world ? h('span', { class: 'chip chip--reason chip--indigo', text: world.label }) : null,
+            p.version ? h('code', { class: 'mono', text: 'v' + p.version }) : null)),
+        h('div', { class: 'plugin-side' },
+          h('span', { class: 'pill pill--' + st.pill, 'data-testid': 'plugin-state', 'data-state': p.state },
+            h('span', { class: 'pill-dot', 'aria-hidden': 'true' }), st.label),
+          toggle)),
+      p.description ? h('p', { class: 'plugin-desc', text: p.description }) : null,
+      o.problem ? h('p', { class: 'form-error', role: o.announce ? 'alert' : null, 'data-testid': 'plugin-toggle-error', text: o.problem }) : null,
+      notice,
+      counters,
+      lastError,
+      facts,
+      details);
   }
 
   // ---------------------------------------------------------------------------
