@@ -782,6 +782,13 @@ impl Runtime {
                 .await?;
             pending = None;
         }
+        // Likewise a power-up's question, once a human has spoken since.
+        if last_human > last_bot && self.plugins().is_some() {
+            self.inner
+                .store
+                .set_power_up_session(conversation_id, None, self.now())
+                .await?;
+        }
         let from_collector = pending.is_some();
         let plugin_reply = match pending {
             Some(_) => None,

@@ -104,6 +104,10 @@ impl Runtime {
                 .await?;
             return Ok(Some(self.plugin_escalation(conv, &id, escalation).await?));
         }
+        let power_ups = host.power_ups();
+        if power_ups.is_empty() {
+            return Ok(None);
+        }
         if let Some(session) = self.store().power_up_session(&conv.id).await? {
             let turn = u32::try_from(session.turn + 1).unwrap_or(u32::MAX);
             if let Some(reply) = self
@@ -113,8 +117,7 @@ impl Runtime {
                 return Ok(Some(reply));
             }
         }
-        let named = host
-            .power_ups()
+        let named = power_ups
             .into_iter()
             .find(|p| p.phrases.iter().any(|phrase| says(text, phrase)));
         if let Some(power_up) = named {

@@ -18,6 +18,10 @@ use wasmtime::{
     Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
 };
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+/// How much of a call's stderr is kept for its error report.
+const STDERR_KEPT: usize = 4096;
 
 /// How often the epoch advances: the resolution of every deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -326,6 +330,8 @@ impl PluginHost {
             stats.consecutive_failures = 0;
         } else {
             self.off.write().unwrap().insert(id.to_owned());
+            // Off by the admin's hand now, whatever Baton had decided.
+            slot.stats.lock().unwrap().switched_off = None;
         }
         info!(plugin = id, on, "plugin switched");
         Ok(())
@@ -490,12 +496,13 @@ impl PluginHost {
             sha256,
         };
         if let Pre::PowerUp(pre) = &loaded.pre {
-            let mut store = self.store(&loaded, Arc::new(crate::testing::Inert), "");
+            let stderr = MemoryOutputPipe::new(STDERR_KEPT);
+            let mut store = self.store(&loaded, Arc::new(crate::testing::Inert), "", &stderr);
             let call = async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 instance.call_describe(&mut store).await
             };
-            let d = finish(&manifest.id, loaded.limits.deadline_ms, call).await;
+            let d = finish(&manifest.id, loaded.limits.deadline_ms, call, &stderr).await;
             let d = d.map_err(|e| format!("describe() failed: {e}"))?;
             loaded.descriptor = Some(check_descriptor(d)?);
         }
@@ -507,14 +514,16 @@ impl PluginHost {
         loaded: &Loaded,
         api: Arc<dyn HostApi>,
         conversation_id: &str,
+        stderr: &MemoryOutputPipe,
     ) -> Store<CallState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size((loaded.limits.memory_mb as usize) << 20)
             .trap_on_grow_failure(true)
             .build();
         let state = CallState {
-            // No arguments, environment, files or network: a sandbox.
-            wasi: WasiCtxBuilder::new().build(),
+            // No arguments, environment, files or network: a sandbox. Its
+            // stderr (a panic message) is kept for the error report.
+            wasi: WasiCtxBuilder::new().stderr(stderr.clone()).build(),
             table: wasmtime::component::ResourceTable::new(),
             limits,
             manifest: loaded.manifest.clone(),
@@ -602,13 +611,14 @@ impl PluginHost {
                 conversation: wit_conversation(conversation.clone()),
                 text: text.to_owned(),
             };
-            let mut store = self.store(&loaded, api.clone(), &conversation.id);
+            let stderr = MemoryOutputPipe::new(STDERR_KEPT);
+            let mut store = self.store(&loaded, api.clone(), &conversation.id, &stderr);
             let call = async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 instance.call_on_event(&mut store, &event).await
             };
             let started = Instant::now();
-            let result = finish(&slot.id, loaded.limits.deadline_ms, call).await;
+            let result = finish(&slot.id, loaded.limits.deadline_ms, call, &stderr).await;
             self.record(&slot, started, &result);
             if let Ok(Some(e)) = result {
                 return Some((
@@ -659,13 +669,14 @@ impl PluginHost {
             text: text.to_owned(),
             turn,
         };
-        let mut store = self.store(&loaded, api, &conversation.id);
+        let stderr = MemoryOutputPipe::new(STDERR_KEPT);
+        let mut store = self.store(&loaded, api, &conversation.id, &stderr);
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_invoke(&mut store, &call_arg).await
         };
         let started = Instant::now();
-        let result = finish(&slot.id, loaded.limits.deadline_ms, call).await;
+        let result = finish(&slot.id, loaded.limits.deadline_ms, call, &stderr).await;
         self.record(&slot, started, &result);
         Ok(match result? {
             power_up::Step::Reply(t) => Step::Reply(t),
@@ -708,13 +719,14 @@ impl PluginHost {
             reason: reason.to_owned(),
             attempt,
         };
-        let mut store = self.store(&loaded, api, &conversation.id);
+        let stderr = MemoryOutputPipe::new(STDERR_KEPT);
+        let mut store = self.store(&loaded, api, &conversation.id, &stderr);
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, &job).await
         };
         let started = Instant::now();
-        let result = finish(&slot.id, loaded.limits.deadline_ms, call).await;
+        let result = finish(&slot.id, loaded.limits.deadline_ms, call, &stderr).await;
         self.record(&slot, started, &result);
         Ok(match result? {
             action::Outcome::Done(d) => Outcome::Done(d),
@@ -852,6 +864,7 @@ async fn finish<T>(
     id: &str,
     deadline_ms: u64,
     call: impl std::future::Future<Output = wasmtime::Result<T>>,
+    stderr: &MemoryOutputPipe,
 ) -> Result<T, CallError> {
     let failed = |kind, message: String| CallError::Failed {
         id: id.to_owned(),
@@ -876,17 +889,25 @@ async fn finish<T>(
                 }
                 _ => FailureKind::Trap,
             };
-            let message = if kind == FailureKind::Timeout {
-                format!("no answer within {deadline_ms} ms")
-            } else {
-                message
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(500)
-                    .collect()
+            let message = match (kind, e.downcast_ref::<Trap>()) {
+                (FailureKind::Timeout, _) => format!("no answer within {deadline_ms} ms"),
+                (_, Some(trap)) => trap.to_string(),
+                // The cause, not wasmtime's "error while executing at …" context.
+                _ => e.root_cause().to_string(),
             };
+            // What the plugin printed on stderr (a panic message) says why.
+            let printed = String::from_utf8_lossy(&stderr.contents()).into_owned();
+            let printed: Vec<&str> = printed
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("note:"))
+                .collect();
+            let message = if printed.is_empty() {
+                message
+            } else {
+                format!("{message} ({})", printed.join(" "))
+            };
+            let message: String = message.chars().take(500).collect();
             Err(failed(kind, message))
         }
     }

@@ -413,6 +413,11 @@ async fn a_panic_is_a_trap_and_repeated_failures_switch_the_plugin_off() {
         );
     }
     let s = misbehave_stats(&host);
+    let last = s.stats.last_error.clone().unwrap();
+    assert!(
+        last.contains("misbehave: a plugin bug"),
+        "the panic message is kept: {last}"
+    );
     assert!(
         s.stats.last_error.clone().unwrap().contains("trapped"),
         "{:?}",
