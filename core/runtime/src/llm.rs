@@ -236,6 +236,18 @@ fn calls_request_human(calls: &Value) -> bool {
     })
 }
 
+/// The model's text as the bot's message, if it wrote any.
+fn said(text: String) -> Vec<BotMessage> {
+    if text.is_empty() {
+        vec![]
+    } else {
+        vec![BotMessage {
+            text,
+            actions: vec![],
+        }]
+    }
+}
+
 /// Reasons the built-in bot's rules decide on their own; the knowledge
 /// base's own limits (`bot_failure`, `lack_of_information`) are the model's
 /// call instead.
@@ -273,14 +285,7 @@ impl Bot for LlmBot {
         let text = answer.text.trim().to_owned();
         if answer.request_human {
             return BotReply {
-                messages: if text.is_empty() {
-                    vec![]
-                } else {
-                    vec![BotMessage {
-                        text,
-                        actions: vec![],
-                    }]
-                },
+                messages: said(text),
                 escalate: Some(Reason::known(Reason::VISITOR_REQUEST)),
                 topic: builtin.topic,
                 ..BotReply::default()
@@ -299,14 +304,7 @@ impl Bot for LlmBot {
         });
         if power_up.is_some() {
             return BotReply {
-                messages: if text.is_empty() {
-                    vec![]
-                } else {
-                    vec![BotMessage {
-                        text,
-                        actions: vec![],
-                    }]
-                },
+                messages: said(text),
                 topic: builtin.topic,
                 power_up,
                 ..BotReply::default()

@@ -13,8 +13,8 @@ use crate::{Error, Result, Runtime};
 use async_trait::async_trait;
 use baton_model::{AgentRef, Conversation, Reason, SenderKind, Timestamp};
 use baton_plugins::{
-    CallError, ContactInfo, ConversationInfo, Escalation, HostApi, HttpRequest, HttpResponse,
-    MessageInfo, Outcome, Step,
+    ContactInfo, ConversationInfo, Escalation, HostApi, HttpRequest, HttpResponse, MessageInfo,
+    Outcome, Step,
 };
 use baton_store::{NewMessage, PowerUpSession};
 use std::sync::Arc;
@@ -341,7 +341,7 @@ impl Runtime {
             Ok(Outcome::Done(d)) => ("done", true, d),
             Ok(Outcome::Failed(d)) => ("failed", false, d),
             Ok(Outcome::Retry(d)) => ("retry", false, d),
-            Err(e @ CallError::Failed { .. }) => ("retry", false, e.to_string()),
+            // A trap, a time-out, or the plugin off or gone for now: try again later.
             Err(e) => ("retry", false, e.to_string()),
         };
         let name = format!("plugin:{}", job.plugin_id);

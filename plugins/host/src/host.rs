@@ -821,10 +821,26 @@ impl PluginHost {
     /// Loads one plugin folder on its own and reports what is wrong with it,
     /// for `baton plugin check`.
     pub async fn check_folder(&self, folder: &Path) -> Result<PluginStatus, String> {
+        Ok(self.status_of(&self.lone_slot(folder).await?))
+    }
+
+    /// Installs one folder as the only plugin (for `baton plugin test`).
+    pub async fn load_only(&self, folder: &Path) -> Result<String, String> {
+        let slot = self.lone_slot(folder).await?;
+        let id = slot.id.clone();
+        self.slots
+            .write()
+            .unwrap()
+            .insert(slot.folder.clone(), Arc::new(slot));
+        Ok(id)
+    }
+
+    /// A slot for one folder outside the watched one; an error says why it did not load.
+    async fn lone_slot(&self, folder: &Path) -> Result<Slot, String> {
         let manifest =
             Arc::new(Manifest::load(&folder.join("plugin.toml")).map_err(|e| e.to_string())?);
         let loaded = self.load(folder, manifest.clone()).await?;
-        let slot = Slot {
+        Ok(Slot {
             folder: folder.display().to_string(),
             fingerprint: String::new(),
             id: manifest.id.clone(),
@@ -832,29 +848,7 @@ impl PluginHost {
             loaded: Some(Arc::new(loaded)),
             error: None,
             stats: Mutex::new(Stats::default()),
-        };
-        Ok(self.status_of(&slot))
-    }
-
-    /// Installs one folder as the only plugin (for `baton plugin test`).
-    pub async fn load_only(&self, folder: &Path) -> Result<String, String> {
-        let manifest =
-            Arc::new(Manifest::load(&folder.join("plugin.toml")).map_err(|e| e.to_string())?);
-        let loaded = self.load(folder, manifest.clone()).await?;
-        let slot = Slot {
-            folder: folder.display().to_string(),
-            fingerprint: String::new(),
-            id: manifest.id.clone(),
-            manifest: Some(manifest.clone()),
-            loaded: Some(Arc::new(loaded)),
-            error: None,
-            stats: Mutex::new(Stats::default()),
-        };
-        self.slots
-            .write()
-            .unwrap()
-            .insert(slot.folder.clone(), Arc::new(slot));
-        Ok(manifest.id.clone())
+        })
     }
 }
 

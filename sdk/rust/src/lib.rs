@@ -38,17 +38,7 @@ macro_rules! trigger {
         $crate::trigger!($ty, "wit");
     };
     ($ty:ident, $wit:tt) => {
-        $crate::wit_bindgen::generate!({
-            path: $wit,
-            world: "baton:plugin/trigger@0.1.0",
-            runtime_path: "baton_plugin_sdk::wit_bindgen::rt",
-            generate_all,
-        });
-        #[allow(unused_imports)]
-        use baton::plugin::{config, conversation, http, kv, log, messages, notify, tags};
-        #[allow(unused_imports)]
-        use baton::plugin::types::{Contact, Conversation, Message};
-        export!($ty);
+        $crate::__world!($ty, $wit, "baton:plugin/trigger@0.1.0");
     };
 }
 
@@ -59,17 +49,7 @@ macro_rules! power_up {
         $crate::power_up!($ty, "wit");
     };
     ($ty:ident, $wit:tt) => {
-        $crate::wit_bindgen::generate!({
-            path: $wit,
-            world: "baton:plugin/power-up@0.1.0",
-            runtime_path: "baton_plugin_sdk::wit_bindgen::rt",
-            generate_all,
-        });
-        #[allow(unused_imports)]
-        use baton::plugin::{config, conversation, http, kv, log, messages, notify, tags};
-        #[allow(unused_imports)]
-        use baton::plugin::types::{Contact, Conversation, Message};
-        export!($ty);
+        $crate::__world!($ty, $wit, "baton:plugin/power-up@0.1.0");
     };
 }
 
@@ -80,16 +60,28 @@ macro_rules! action {
         $crate::action!($ty, "wit");
     };
     ($ty:ident, $wit:tt) => {
+        $crate::__world!($ty, $wit, "baton:plugin/action@0.1.0");
+        // The trigger and power-up worlds bring `Escalation` in themselves.
+        #[allow(unused_imports)]
+        use baton::plugin::types::Escalation;
+    };
+}
+
+/// The bindings of one world, its host interfaces in scope, `$ty` exported.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __world {
+    ($ty:ident, $wit:tt, $world:tt) => {
         $crate::wit_bindgen::generate!({
             path: $wit,
-            world: "baton:plugin/action@0.1.0",
+            world: $world,
             runtime_path: "baton_plugin_sdk::wit_bindgen::rt",
             generate_all,
         });
         #[allow(unused_imports)]
         use baton::plugin::{config, conversation, http, kv, log, messages, notify, tags};
         #[allow(unused_imports)]
-        use baton::plugin::types::{Contact, Conversation, Escalation, Message};
+        use baton::plugin::types::{Contact, Conversation, Message};
         export!($ty);
     };
 }
