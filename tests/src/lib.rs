@@ -17,6 +17,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
+pub mod fakes;
+
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Which database a test runs on.
@@ -131,12 +133,34 @@ impl Drop for Server {
 impl Server {
     /// Starts the full server (runtime, background work, router) on `127.0.0.1:0`.
     pub async fn start(db: &TestDb, config_toml: &str) -> Result<Server> {
+        Self::start_with_env(db, config_toml, &[]).await
+    }
+
+    /// [`Server::start`] with these environment variables (channel secrets)
+    /// seen by the server alone, not the whole test process.
+    pub async fn start_with_env(
+        db: &TestDb,
+        config_toml: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
+        // `BATON_TEST_LOG=debug` shows the server's log while a test runs.
+        if let Ok(filter) = std::env::var("BATON_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let config = baton_runtime::Config::from_toml(config_toml).context("test config")?;
         let store = baton_store::Store::connect(&db.url)
             .await
             .context("connect")?;
         store.migrate().await.context("migrate")?;
-        let runtime = baton::build_runtime(store, config)?;
+        let lookup = |k: &str| {
+            env.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let runtime = baton::build_runtime_with_env(store, config, lookup)?;
         runtime.load_bot_settings().await.context("bot settings")?;
         runtime.start_background();
         let app = baton_web::router(baton_web::AppState::new(

@@ -80,6 +80,9 @@ fn test(args: &[String]) -> Result<()> {
     step("the browser suite's peers: Debian's Chromium and npm playwright-core");
     ensure_browser()?;
 
+    step("the Slack tests' peer: slack_sdk from PyPI, in a virtual environment");
+    let python = ensure_slack_sdk()?;
+
     step("PostgreSQL: make sure it answers");
     ensure_postgres()?;
     let db = format!("baton_ci_{}", std::process::id());
@@ -106,7 +109,7 @@ fn test(args: &[String]) -> Result<()> {
         step("build the baton binary (the process tests start it)");
         run(Command::new("cargo").args(["build", "--quiet", "-p", "baton"]))?;
         step("cargo test, on SQLite and PostgreSQL");
-        let (passed, failed, ok) = cargo_test(&passthrough, &pg_url)?;
+        let (passed, failed, ok) = cargo_test(&passthrough, &pg_url, &python)?;
         summary = Some((passed, failed));
         if !ok || failed > 0 {
             bail!("the test suite failed");
@@ -121,6 +124,34 @@ fn test(args: &[String]) -> Result<()> {
         println!("\nsummary: {passed} passed, {failed} failed");
     }
     outcome
+}
+
+/// The official Slack SDK the Slack tests sign their requests with.
+const SLACK_SDK: &str = "slack_sdk==3.36.0";
+
+/// A Python with `slack_sdk`, in a virtual environment under `target/`;
+/// returns the interpreter's path (the tests read it from `BATON_TEST_PYTHON`).
+fn ensure_slack_sdk() -> Result<PathBuf> {
+    let venv = root().join("target/test-python");
+    let python = venv.join("bin/python");
+    let has_sdk = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import slack_sdk.signature"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_sdk(&python) {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            SLACK_SDK,
+        ]))?;
+    }
+    Ok(python)
 }
 
 /// The componentize-py release the Python example is built with.
@@ -204,12 +235,13 @@ fn component_of(manifest: &Path) -> Result<String> {
 }
 
 /// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
-fn cargo_test(passthrough: &[String], pg_url: &str) -> Result<(u64, u64, bool)> {
+fn cargo_test(passthrough: &[String], pg_url: &str, python: &Path) -> Result<(u64, u64, bool)> {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new("cargo")
         .args(["test", "--workspace", "--no-fail-fast"])
         .args(passthrough)
         .env("BATON_TEST_POSTGRES_URL", pg_url)
+        .env("BATON_TEST_PYTHON", python)
         .current_dir(root())
         .stdout(Stdio::piped())
         .spawn()

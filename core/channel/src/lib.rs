@@ -6,6 +6,10 @@
 //! mount webhook routes (`routes`) or run a receive loop (`run`: long polling,
 //! a gateway, IMAP IDLE).
 //!
+//! A channel that is also an agent console (Slack) watches every committed
+//! event (`observe`) and acts for staff through [`Ingest`]'s desk methods:
+//! claim, hand back, resolve and reply, always through the runtime.
+//!
 //! Architecture invariant: a channel never decides who may speak and never
 //! touches the database. It reports what arrived and delivers what it is
 //! given; the runtime applies the hand-over state machine and the
@@ -13,7 +17,8 @@
 //! the model only, so channel crates build without the runtime.
 
 use async_trait::async_trait;
-use baton_model::{Attachment, ChannelKind, Conversation, Message};
+use baton_model::wire::EventEnvelope;
+use baton_model::{AgentRef, Attachment, ChannelKind, Conversation, Message};
 use std::sync::Arc;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,9 +39,16 @@ pub enum Error {
         /// Seconds the platform asked us to wait (HTTP 429 `Retry-After`).
         retry_after: Option<u64>,
     },
+    /// The runtime said no to a staff action (a lost claim, a bad transition).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Other(String),
 }
+
+/// The button id a channel sends for "start" commands (Telegram's `/start`):
+/// it opens the conversation (the bot greets) and stores no message.
+pub const START_ACTION: &str = "start";
 
 /// Who sent an inbound message, as the platform identifies them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,10 +95,58 @@ pub struct Ingested {
     pub duplicate: bool,
 }
 
+/// What a staff member does from a console (Slack's buttons and thread replies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentAct {
+    Claim,
+    HandBack,
+    Resolve,
+    /// A reply to the visitor; claims implicitly where the lifecycle allows.
+    /// `client_id` makes a redelivered reply count once.
+    Reply {
+        text: String,
+        client_id: Option<String>,
+    },
+}
+
 /// The runtime, as a channel sees it.
 #[async_trait]
 pub trait Ingest: Send + Sync {
     async fn ingest(&self, inbound: Inbound) -> Result<Ingested>;
+
+    /// Whether a conversation already lives on this platform thread.
+    async fn has_thread(&self, channel: ChannelKind, thread_key: &str) -> Result<bool>;
+
+    /// The staff member who signs in with this email, if any.
+    async fn staff_by_email(&self, email: &str) -> Result<Option<AgentRef>>;
+
+    /// A staff action, with the same rules as in the web inbox. A lost claim is
+    /// [`Error::Refused`] with "already claimed by <name>".
+    async fn agent_act(
+        &self,
+        conversation_id: &str,
+        agent: &AgentRef,
+        act: AgentAct,
+    ) -> Result<Conversation>;
+
+    async fn conversation(&self, conversation_id: &str) -> Result<Option<Conversation>>;
+
+    /// The last `n` messages that are not internal notes, oldest first.
+    async fn recent_messages(&self, conversation_id: &str, n: usize) -> Result<Vec<Message>>;
+
+    /// Remembers that a conversation has this external object on a console
+    /// (the Slack message that stands for it), both ways, across restarts.
+    async fn link(&self, console: &str, conversation_id: &str, external: &str) -> Result<()>;
+
+    /// The conversation linked to an external object on a console.
+    async fn linked_conversation(&self, console: &str, external: &str) -> Result<Option<String>>;
+
+    /// The external object a conversation is linked to on a console.
+    async fn conversation_link(
+        &self,
+        console: &str,
+        conversation_id: &str,
+    ) -> Result<Option<String>>;
 }
 
 /// A message the runtime wants on the platform.
@@ -129,4 +189,86 @@ pub trait Channel: Send + Sync + 'static {
     async fn run(&self, _ingest: Arc<dyn Ingest>) -> Result<()> {
         Ok(())
     }
+
+    /// Whether [`Channel::observe`] wants every committed event (an agent console).
+    fn observes_events(&self) -> bool {
+        false
+    }
+
+    /// One committed event of any channel, in commit order, on one node only.
+    /// Errors are logged; the event is not retried.
+    async fn observe(&self, _event: &EventEnvelope, _ingest: Arc<dyn Ingest>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// An error body in the shape of the rest of the API:
+/// `{"error":{"code","message"}}`, for channel routes.
+pub fn error_response(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: impl Into<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({"error": {"code": code, "message": message.into()}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Exponential back-off for reconnecting: 1 s, 2 s, 4 s … up to 60 s.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: std::time::Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+impl Backoff {
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+    const MAX: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// The wait before the next attempt; each call doubles the one after.
+    pub fn next_wait(&mut self) -> std::time::Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        wait
+    }
+
+    /// A success: the next failure waits the shortest time again.
+    pub fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// How many times a delivery is tried when the platform says "too many
+/// requests"; each try waits what the platform asked (capped at a minute).
+pub const DELIVERY_ATTEMPTS: u32 = 5;
+
+/// The text a platform without per-message sender names shows for a message:
+/// agents' replies carry their name ("Alice: …"), attachments become links.
+pub fn display_text(message: &Message) -> String {
+    let mut text = match (&message.sender, &message.author) {
+        (baton_model::SenderKind::Agent, Some(author)) => {
+            format!("{}: {}", author.name, message.text)
+        }
+        _ => message.text.clone(),
+    };
+    for a in &message.attachments {
+        match &a.url {
+            Some(url) => text.push_str(&format!("\n📎 {}: {url}", a.name)),
+            None => text.push_str(&format!("\n📎 {}", a.name)),
+        }
+    }
+    text
 }

@@ -7,7 +7,7 @@
 //! Architecture invariant: this crate wires the others together and owns
 //! process concerns (arguments, logging, signals); it holds no domain logic.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use axum::serve::ListenerExt;
 use baton_channel_web::WebChannel;
 use baton_model::Role;
@@ -282,6 +282,15 @@ pub fn load_config(common: &Common) -> Result<Config> {
 /// Builds the runtime with its bot and channels, ready to serve. Fails with
 /// a clear message when a bot's knowledge folder cannot be loaded.
 pub fn build_runtime(store: Store, config: Config) -> Result<Runtime> {
+    build_runtime_with_env(store, config, |k| std::env::var(k).ok())
+}
+
+/// [`build_runtime`], reading the channels' secrets through `env` (tests pass a map).
+pub fn build_runtime_with_env(
+    store: Store,
+    config: Config,
+    env: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<Runtime> {
     let knowledge =
         Arc::new(KnowledgeBot::from_config(&config).context("cannot load the knowledge base")?);
     for (id, entries) in knowledge.sizes() {
@@ -298,9 +307,38 @@ pub fn build_runtime(store: Store, config: Config) -> Result<Runtime> {
         }
         None => knowledge,
     };
+    let channels = platform_channels(&config, env)?;
     let runtime = Runtime::new(store, config, bot);
     runtime.register_channel(Arc::new(WebChannel));
+    for channel in channels {
+        info!(channel = %channel.kind(), "channel on");
+        runtime.register_channel(channel);
+    }
     Ok(runtime)
+}
+
+/// The platform channels switched on by `[channels.<kind>]` tables, with
+/// their secrets from the environment. Fails naming what is missing.
+pub fn platform_channels(
+    config: &Config,
+    env: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<Vec<Arc<dyn baton_channel::Channel>>> {
+    let mut out: Vec<Arc<dyn baton_channel::Channel>> = vec![];
+    for (kind, table) in &config.channels {
+        let channel: Arc<dyn baton_channel::Channel> = match kind.as_str() {
+            "telegram" => Arc::new(
+                baton_channel_telegram::TelegramChannel::from_config(table, env)
+                    .map_err(|e| anyhow!(e))?,
+            ),
+            "slack" => Arc::new(
+                baton_channel_slack::SlackChannel::from_config(table, env)
+                    .map_err(|e| anyhow!(e))?,
+            ),
+            other => bail!("[channels.{other}] is not a channel this build knows"),
+        };
+        out.push(channel);
+    }
+    Ok(out)
 }
 
 async fn serve(common: &Common) -> Result<()> {

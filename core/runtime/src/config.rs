@@ -40,7 +40,14 @@ pub struct Config {
     /// `[plugins.config.<id>]` values over their config defaults.
     #[serde(default)]
     pub plugins: baton_plugins::PluginSettings,
+    /// `[channels.<kind>]`: a platform channel is on when its table is here.
+    /// Each channel crate reads its own table (the runtime does not know them).
+    #[serde(default)]
+    pub channels: BTreeMap<String, toml::Table>,
 }
+
+/// The platform channels a `[channels.<kind>]` table may switch on.
+pub const PLATFORM_CHANNELS: &[&str] = &["slack", "telegram", "discord"];
 
 /// A configuration that parsed but does not hold together.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +68,14 @@ impl Config {
     /// Checks what the file's shape cannot: references between tables.
     pub fn check(&self) -> Result<(), String> {
         self.plugins.check()?;
+        for kind in self.channels.keys() {
+            if !PLATFORM_CHANNELS.contains(&kind.as_str()) {
+                return Err(format!(
+                    "[channels.{kind}]: unknown channel; known are {}",
+                    PLATFORM_CHANNELS.join(", ")
+                ));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for d in &self.departments {
             if d.id.trim().is_empty() {

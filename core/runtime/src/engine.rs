@@ -5,8 +5,7 @@ use crate::bus::EventBus;
 use crate::config::{BotConfig, Config};
 use crate::webhooks::Dispatcher;
 use crate::{Clock, DEFAULT_BOT, Error, Result};
-use async_trait::async_trait;
-use baton_channel::{Channel, Inbound, Ingest, Ingested, Outbound};
+use baton_channel::{Channel, Inbound, Ingested, Outbound};
 use baton_model::wire::{ConversationView, EventData, EventEnvelope, MessageView};
 use baton_model::{
     ActionKind, AgentRef, ChannelKind, Conversation, Effect, EventKind, Input, Message, Notice,
@@ -224,7 +223,7 @@ impl Runtime {
         channels.values().cloned().collect()
     }
 
-    fn channel(&self, kind: ChannelKind) -> Option<Arc<dyn Channel>> {
+    pub(crate) fn channel(&self, kind: ChannelKind) -> Option<Arc<dyn Channel>> {
         let channels = self
             .inner
             .channels
@@ -271,15 +270,7 @@ impl Runtime {
             let rt = self.clone();
             tokio::spawn(async move { rt.sweep_abandoned(abandon_after).await });
         }
-        for channel in self.channels() {
-            let ingest: Arc<dyn Ingest> = Arc::new(self.clone());
-            tokio::spawn(async move {
-                let kind = channel.kind();
-                if let Err(e) = channel.run(ingest).await {
-                    warn!(channel = %kind, error = %e, "channel receive loop stopped");
-                }
-            });
-        }
+        self.start_channels();
     }
 
     async fn sweep_abandoned(&self, after: Duration) {
@@ -362,6 +353,10 @@ impl Runtime {
         let conv = self.conversation(conversation_id).await?;
         if action == "request_human" {
             return self.request_human(conv).await;
+        }
+        if action == baton_channel::START_ACTION {
+            // Opening the conversation greeted already; `/start` again changes nothing.
+            return Ok(conv);
         }
         // A quick reply is the visitor saying the button's label.
         let recent = self
@@ -1075,6 +1070,20 @@ impl Runtime {
         text: String,
         internal: bool,
     ) -> Result<Message> {
+        self.agent_message_once(conversation_id, agent, text, internal, None)
+            .await
+    }
+
+    /// [`Runtime::agent_message`], stored once per `client_id` (a console's
+    /// redelivered reply returns the earlier copy).
+    pub async fn agent_message_once(
+        &self,
+        conversation_id: &str,
+        agent: &AgentRef,
+        text: String,
+        internal: bool,
+        client_id: Option<String>,
+    ) -> Result<Message> {
         let limit = self.inner.config.limits.max_message_bytes;
         if text.len() > limit {
             return Err(Error::TooLarge { limit });
@@ -1085,12 +1094,20 @@ impl Runtime {
         let new = NewMessage {
             author: Some(agent.clone()),
             internal,
+            client_id,
             ..NewMessage::text(SenderKind::Agent, text)
         };
         for _ in 0..MAX_CAS_RETRIES {
             let conv = self.conversation(conversation_id).await?;
             let now = self.now();
             let mut tx = self.inner.store.begin().await?;
+            if let Some(existing) = tx
+                .find_duplicate(&conv.id, new.client_id.as_deref(), None)
+                .await?
+            {
+                tx.rollback().await?;
+                return Ok(existing);
+            }
             let (next, effects) = if internal {
                 // A note changes nothing about who holds the conversation.
                 tx.lock_conversation(conversation_id).await?;
@@ -1294,8 +1311,10 @@ impl Runtime {
             return;
         }
         let conv = conv.clone();
+        let rt = self.clone();
         tokio::spawn(async move {
             for message in &outbound {
+                let message = &rt.with_human_button(&conv, message).await;
                 let out = Outbound {
                     conversation: &conv,
                     thread_key: conv.thread_key.as_deref(),
@@ -1306,6 +1325,48 @@ impl Runtime {
                 }
             }
         });
+    }
+
+    /// On chat platforms the "Talk to a human" button travels with the bot's
+    /// messages (the widget draws its own): from the bot answer
+    /// `request_button_after` on, while the bot holds the conversation.
+    async fn with_human_button(&self, conv: &Conversation, message: &Message) -> Message {
+        let bot = self.bot_config(&conv.bot_id);
+        let wanted = conv.channel != ChannelKind::Web
+            && message.sender == SenderKind::Bot
+            && conv.state.status == Status::Bot
+            && bot.handover.enabled
+            && !message
+                .actions
+                .iter()
+                .any(|a| a.kind == ActionKind::RequestHuman);
+        if !wanted {
+            return message.clone();
+        }
+        let earlier = self
+            .inner
+            .store
+            .messages(&conv.id, 0, false, message.seq)
+            .await
+            .unwrap_or_default();
+        let first_visitor = earlier
+            .iter()
+            .position(|m| m.sender == SenderKind::Visitor)
+            .unwrap_or(earlier.len());
+        let answers = earlier[first_visitor..]
+            .iter()
+            .filter(|m| m.sender == SenderKind::Bot && m.seq <= message.seq)
+            .count();
+        let mut message = message.clone();
+        if answers >= bot.handover.request_button_after as usize {
+            message.actions.push(baton_model::Action {
+                id: "request_human".into(),
+                label: "Talk to a human".into(),
+                kind: ActionKind::RequestHuman,
+                url: None,
+            });
+        }
+        message
     }
 
     // ----- reads ----------------------------------------------------------
@@ -1381,14 +1442,5 @@ pub fn notice_text(bot: &BotConfig, notice: &Notice) -> String {
                 .to_owned()
         }
         Notice::Resolved => "This conversation was marked as resolved.".to_owned(),
-    }
-}
-
-#[async_trait]
-impl Ingest for Runtime {
-    async fn ingest(&self, inbound: Inbound) -> baton_channel::Result<Ingested> {
-        self.ingest_inbound(inbound)
-            .await
-            .map_err(|e| baton_channel::Error::Other(e.to_string()))
     }
 }

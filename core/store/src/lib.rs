@@ -13,6 +13,7 @@
 //!   atomic `UPDATE` and concurrent claims have exactly one winner;
 //! - every state change and its outbox event are written in one transaction.
 
+mod channels;
 mod conversations;
 mod events;
 mod plugins;
@@ -22,6 +23,7 @@ mod users;
 mod webhooks;
 mod work;
 
+pub use channels::SingletonGuard;
 pub use conversations::{
     AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage,
 };

@@ -12,6 +12,8 @@ mod llm;
 mod nodes;
 mod pages;
 mod plugins;
+mod slack;
 mod store_suite;
+mod telegram;
 mod triggers;
 mod webhooks;
