@@ -25,8 +25,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use baton_channel::{
-    AgentAct, Backoff, Channel, DELIVERY_ATTEMPTS, Delivered, Error, Inbound, Ingest, Outbound,
-    RawInbound, Result, error_response,
+    AgentAct, Backoff, Channel, Delivered, Error, Inbound, Ingest, Outbound, RawInbound, Result,
+    error_response, retry_rate_limited,
 };
 use baton_model::wire::EventEnvelope;
 use baton_model::{ActionKind, ChannelKind, SenderKind};
@@ -178,37 +178,13 @@ impl SlackChannel {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = ClientResult<T>>,
     {
-        let mut last = None;
-        for _ in 0..DELIVERY_ATTEMPTS {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(SlackClientError::RateLimitError(e)) => {
-                    let wait = e
-                        .retry_after
-                        .unwrap_or(Duration::from_secs(1))
-                        .min(Duration::from_secs(60));
-                    debug!(
-                        what,
-                        wait_ms = wait.as_millis() as u64,
-                        "slack asked to slow down"
-                    );
-                    tokio::time::sleep(wait).await;
-                    last = Some(wait);
-                }
-                Err(e) => {
-                    return Err(Error::Delivery {
-                        channel: ChannelKind::Slack,
-                        reason: format!("{what}: {e}"),
-                        retry_after: None,
-                    });
-                }
+        retry_rate_limited(ChannelKind::Slack, what, f, |e| match e {
+            SlackClientError::RateLimitError(r) => {
+                Some(r.retry_after.unwrap_or(Duration::from_secs(1)))
             }
-        }
-        Err(Error::Delivery {
-            channel: ChannelKind::Slack,
-            reason: format!("{what}: still rate limited"),
-            retry_after: last.map(|d| d.as_secs()),
+            _ => None,
         })
+        .await
     }
 
     /// Name and email of a Slack user (`users:read`, `users:read.email`).

@@ -22,12 +22,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use baton_channel::{
-    Backoff, Channel, DELIVERY_ATTEMPTS, Delivered, Error, Inbound, Ingest, Outbound, RawInbound,
-    Result, display_text, error_response, same_secret,
+    Backoff, Channel, Delivered, Error, Inbound, Ingest, Outbound, RawInbound, Result,
+    display_text, error_response, retry_rate_limited, same_secret,
 };
 use baton_model::{ActionKind, ChannelKind};
 use normalize::BotIdentity;
 use serde::Deserialize;
+use std::future::IntoFuture;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use teloxide::RequestError;
@@ -80,6 +81,7 @@ pub struct TelegramChannel {
     bot: Bot,
     config: TelegramConfig,
     webhook_secret: Option<String>,
+    webhook_url: Option<url::Url>,
     me: Arc<OnceLock<BotIdentity>>,
 }
 
@@ -115,6 +117,13 @@ impl TelegramChannel {
                 ));
             }
         }
+        let webhook_url = match &config.webhook_url {
+            Some(u) => Some(
+                u.parse()
+                    .map_err(|e| format!("[channels.telegram] webhook_url `{u}`: {e}"))?,
+            ),
+            None => None,
+        };
         let mut bot = Bot::new(token);
         if let Some(url) = &config.api_url {
             let url = url
@@ -126,6 +135,7 @@ impl TelegramChannel {
             bot,
             config,
             webhook_secret,
+            webhook_url,
             me: Arc::new(OnceLock::new()),
         })
     }
@@ -152,25 +162,13 @@ impl TelegramChannel {
     }
 
     async fn learn_who_i_am(&self) {
-        let mut backoff = Backoff::default();
-        loop {
-            match self.bot.get_me().await {
-                Ok(me) => {
-                    let identity = BotIdentity {
-                        id: me.user.id.0,
-                        username: me.user.username.clone().unwrap_or_default(),
-                    };
-                    info!(username = %identity.username, "telegram bot is ready");
-                    let _ = self.me.set(identity);
-                    return;
-                }
-                Err(e) => {
-                    let wait = wait_for(&e).unwrap_or_else(|| backoff.next_wait());
-                    warn!(error = %e, wait_ms = wait.as_millis() as u64, "telegram getMe failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+        let me = until_accepted("getMe", || self.bot.get_me().into_future()).await;
+        let identity = BotIdentity {
+            id: me.user.id.0,
+            username: me.user.username.clone().unwrap_or_default(),
+        };
+        info!(username = %identity.username, "telegram bot is ready");
+        let _ = self.me.set(identity);
     }
 
     async fn poll(&self, ingest: Arc<dyn Ingest>) -> Result<()> {
@@ -205,35 +203,18 @@ impl TelegramChannel {
     }
 
     async fn register_webhook(&self) {
-        let (Some(url), Some(secret)) = (&self.config.webhook_url, &self.webhook_secret) else {
+        let (Some(url), Some(secret)) = (&self.webhook_url, &self.webhook_secret) else {
             return;
         };
-        let url: url::Url = match url.parse() {
-            Ok(u) => u,
-            Err(e) => {
-                warn!(url = %url, error = %e, "[channels.telegram] webhook_url is not a URL");
-                return;
-            }
-        };
-        let mut backoff = Backoff::default();
-        loop {
-            let request = self
-                .bot
+        until_accepted("setWebhook", || {
+            self.bot
                 .set_webhook(url.clone())
                 .secret_token(secret.clone())
-                .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery]);
-            match request.await {
-                Ok(_) => {
-                    info!("telegram webhook registered");
-                    return;
-                }
-                Err(e) => {
-                    let wait = wait_for(&e).unwrap_or_else(|| backoff.next_wait());
-                    warn!(error = %e, "cannot register the telegram webhook; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
+                .allowed_updates(vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery])
+                .into_future()
+        })
+        .await;
+        info!("telegram webhook registered");
     }
 }
 
@@ -273,6 +254,25 @@ async fn webhook(
     };
     hook.channel.handle(&update, &hook.ingest).await;
     StatusCode::OK.into_response()
+}
+
+/// Repeats a call until Telegram accepts it, waiting what it asks or backing off.
+async fn until_accepted<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, RequestError>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                let wait = wait_for(&e).unwrap_or_else(|| backoff.next_wait());
+                warn!(what, error = %e, wait_ms = wait.as_millis() as u64, "telegram refused; retrying");
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
 }
 
 /// What "retry after" asked for, capped at a minute.
@@ -321,47 +321,27 @@ impl Channel for TelegramChannel {
     }
 
     async fn deliver(&self, out: Outbound<'_>) -> Result<Delivered> {
-        let delivery = |reason: String, retry_after| Error::Delivery {
-            channel: ChannelKind::Telegram,
-            reason,
-            retry_after,
-        };
         let chat = out
             .thread_key
             .and_then(normalize::chat_of)
-            .ok_or_else(|| delivery("the conversation has no telegram chat".into(), None))?;
+            .ok_or_else(|| Error::Delivery {
+                channel: ChannelKind::Telegram,
+                reason: "the conversation has no telegram chat".into(),
+                retry_after: None,
+            })?;
         let text = display_text(out.message);
         let markup = keyboard(&out);
-        let mut last = None;
-        for _ in 0..DELIVERY_ATTEMPTS {
+        let send = || {
             let mut request = self.bot.send_message(ChatId(chat), text.clone());
             if let Some(m) = &markup {
                 request = request.reply_markup(m.clone());
             }
-            match request.await {
-                Ok(sent) => {
-                    return Ok(Delivered::Sent {
-                        platform_id: Some(format!("{chat}:{}", sent.id.0)),
-                    });
-                }
-                Err(e) => match wait_for(&e) {
-                    Some(wait) => {
-                        debug!(
-                            wait_ms = wait.as_millis() as u64,
-                            "telegram asked to slow down"
-                        );
-                        tokio::time::sleep(wait).await;
-                        last = Some(e);
-                    }
-                    None => return Err(delivery(e.to_string(), None)),
-                },
-            }
-        }
-        let retry = last.as_ref().and_then(wait_for).map(|d| d.as_secs());
-        Err(delivery(
-            last.map(|e| e.to_string()).unwrap_or_default(),
-            retry,
-        ))
+            request.into_future()
+        };
+        let sent = retry_rate_limited(ChannelKind::Telegram, "sendMessage", send, wait_for).await?;
+        Ok(Delivered::Sent {
+            platform_id: Some(format!("{chat}:{}", sent.id.0)),
+        })
     }
 
     fn routes(&self, ingest: Arc<dyn Ingest>) -> Option<axum::Router> {

@@ -65,5 +65,9 @@ fn the_config_says_what_is_missing() {
         .err()
         .unwrap();
     assert!(err.contains("A-Z"), "{err}");
+    let err = TelegramChannel::from_config(&table("webhook_url = \"not a url\""), token)
+        .err()
+        .unwrap();
+    assert!(err.contains("webhook_url"), "{err}");
     assert!(TelegramChannel::from_config(&table("poll_timeout_secs = 5"), token).is_ok());
 }

@@ -114,9 +114,6 @@ pub enum AgentAct {
 pub trait Ingest: Send + Sync {
     async fn ingest(&self, inbound: Inbound) -> Result<Ingested>;
 
-    /// Whether a conversation already lives on this platform thread.
-    async fn has_thread(&self, channel: ChannelKind, thread_key: &str) -> Result<bool>;
-
     /// The staff member who signs in with this email, if any.
     async fn staff_by_email(&self, email: &str) -> Result<Option<AgentRef>>;
 
@@ -251,9 +248,51 @@ impl Backoff {
     }
 }
 
-/// How many times a delivery is tried when the platform says "too many
+/// How many times a call is tried when the platform says "too many
 /// requests"; each try waits what the platform asked (capped at a minute).
 pub const DELIVERY_ATTEMPTS: u32 = 5;
+
+/// Calls a platform, waiting out "too many requests" answers: `wait_of`
+/// tells how long an error asks to wait (`None`: it is not a rate limit, and
+/// the call fails at once). Errors name `what` was called.
+pub async fn retry_rate_limited<T, E, F, Fut>(
+    channel: ChannelKind,
+    what: &str,
+    f: F,
+    wait_of: impl Fn(&E) -> Option<std::time::Duration>,
+) -> Result<T>
+where
+    E: std::fmt::Display,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let cap = std::time::Duration::from_secs(60);
+    let mut last = None;
+    for _ in 0..DELIVERY_ATTEMPTS {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => match wait_of(&e) {
+                Some(wait) => {
+                    let wait = wait.min(cap);
+                    tokio::time::sleep(wait).await;
+                    last = Some(wait);
+                }
+                None => {
+                    return Err(Error::Delivery {
+                        channel,
+                        reason: format!("{what}: {e}"),
+                        retry_after: None,
+                    });
+                }
+            },
+        }
+    }
+    Err(Error::Delivery {
+        channel,
+        reason: format!("{what}: still rate limited"),
+        retry_after: last.map(|d| d.as_secs()),
+    })
+}
 
 /// The text a platform without per-message sender names shows for a message:
 /// agents' replies carry their name ("Alice: …"), attachments become links.
