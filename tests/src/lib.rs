@@ -215,6 +215,31 @@ impl Server {
         self.add_user(&email, name, role, &password).await?;
         StaffClient::login(&self.base(), &email, &password).await
     }
+
+    /// The id of the conversation on a platform thread (a bot conversation
+    /// is not in the inbox list, so the test asks the store), once it exists.
+    pub async fn conversation_on(
+        &self,
+        channel: baton_model::ChannelKind,
+        thread_key: &str,
+        secs: u64,
+    ) -> Result<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(c) = self
+                .runtime
+                .store()
+                .conversation_by_thread(channel, thread_key)
+                .await?
+            {
+                return Ok(c.id);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("no {channel} conversation on thread {thread_key}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 pub async fn add_user(
@@ -515,6 +540,61 @@ impl StaffClient {
 
     pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
         self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// The stored messages of a conversation.
+    pub async fn messages_of(&self, id: &str) -> Result<Vec<Value>> {
+        let (status, body) = self.get(&format!("/api/v1/conversations/{id}")).await?;
+        if status != 200 {
+            bail!("conversation {id}: {status} {body}");
+        }
+        Ok(body["messages"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Claims a conversation in the inbox and replies, as an agent would.
+    pub async fn claim_and_reply(&self, id: &str, text: &str) -> Result<()> {
+        let (status, claimed) = self
+            .post(&format!("/api/v1/conversations/{id}/claim"), json!({}))
+            .await?;
+        if status != 200 {
+            bail!("claim: {status} {claimed}");
+        }
+        let (status, sent) = self
+            .post(
+                &format!("/api/v1/conversations/{id}/messages"),
+                json!({"text": text}),
+            )
+            .await?;
+        if status != 201 && status != 200 {
+            bail!("reply: {status} {sent}");
+        }
+        Ok(())
+    }
+
+    /// Hands a conversation back to the bot from the inbox.
+    pub async fn hand_back(&self, id: &str) -> Result<()> {
+        let (status, back) = self
+            .post(&format!("/api/v1/conversations/{id}/handback"), json!({}))
+            .await?;
+        if status != 200 {
+            bail!("hand back: {status} {back}");
+        }
+        Ok(())
+    }
+
+    /// Waits (up to 10 s) until the conversation has this status; returns it.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Result<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, c) = self.get(&format!("/api/v1/conversations/{id}")).await?;
+            if c["conversation"]["status"] == status {
+                return Ok(c);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("never {status}: {c}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The live event stream (`GET /api/v1/events` as a WebSocket), opened

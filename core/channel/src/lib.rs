@@ -114,6 +114,10 @@ pub enum AgentAct {
 pub trait Ingest: Send + Sync {
     async fn ingest(&self, inbound: Inbound) -> Result<Ingested>;
 
+    /// Whether a conversation already lives on this platform thread (Discord
+    /// asks before taking a message in a thread it may not have opened).
+    async fn has_thread(&self, channel: ChannelKind, thread_key: &str) -> Result<bool>;
+
     /// The staff member who signs in with this email, if any.
     async fn staff_by_email(&self, email: &str) -> Result<Option<AgentRef>>;
 

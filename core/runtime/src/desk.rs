@@ -116,6 +116,19 @@ impl Ingest for Runtime {
         self.ingest_inbound(inbound).await.map_err(channel_error)
     }
 
+    async fn has_thread(
+        &self,
+        channel: ChannelKind,
+        thread_key: &str,
+    ) -> baton_channel::Result<bool> {
+        let found = self
+            .store()
+            .conversation_by_thread(channel, thread_key)
+            .await
+            .map_err(|e| channel_error(e.into()))?;
+        Ok(found.is_some())
+    }
+
     async fn staff_by_email(&self, email: &str) -> baton_channel::Result<Option<AgentRef>> {
         let user = self
             .store()

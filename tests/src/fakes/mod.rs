@@ -2,6 +2,7 @@
 //! we cannot reach from a test machine (Telegram, Discord, Slack). The real
 //! client crates (teloxide, serenity, slack-morphism) talk to them.
 
+pub mod discord;
 pub mod slack;
 pub mod telegram;
 

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod browser;
+mod discord;
 mod flow;
 mod handover;
 mod llm;

@@ -4,7 +4,7 @@
 use anyhow::{Result, ensure};
 use baton_model::ChannelKind;
 use baton_tests::fakes::telegram::FakeTelegram;
-use baton_tests::{Backend, Server, StaffClient, TestDb, on_every_backend};
+use baton_tests::{Backend, Server, TestDb, on_every_backend};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -16,46 +16,6 @@ fn config(fake: &FakeTelegram, extra: &str) -> String {
         "[channels.telegram]\napi_url = \"{}\"\npoll_timeout_secs = 1\n{extra}",
         fake.base
     )
-}
-
-/// The id of the visitor's Telegram conversation (a bot conversation is not
-/// in the inbox list, so the test asks the store).
-async fn conversation_of(server: &Server, chat: u64, secs: u64) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(c) = server
-            .runtime
-            .store()
-            .conversation_by_thread(ChannelKind::Telegram, &chat.to_string())
-            .await?
-        {
-            return Ok(c.id);
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "no telegram conversation for chat {chat}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The stored messages of a conversation, through the staff API.
-async fn messages(staff: &StaffClient, id: &str) -> Result<Vec<Value>> {
-    let (status, body) = staff.get(&format!("/api/v1/conversations/{id}")).await?;
-    ensure!(status == 200, "{body}");
-    Ok(body["messages"].as_array().cloned().unwrap_or_default())
-}
-
-async fn wait_status(staff: &StaffClient, id: &str, status: &str) -> Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, c) = staff.get(&format!("/api/v1/conversations/{id}")).await?;
-        if c["conversation"]["status"] == status {
-            return Ok(c);
-        }
-        ensure!(Instant::now() < deadline, "never {status}: {c}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn text(m: &Value) -> &str {
@@ -79,7 +39,9 @@ async fn telegram_hand_over(backend: Backend) -> Result<()> {
         .await?;
     // Telegram redelivers an update it thinks was not confirmed: stored once.
     fake.push_again(question);
-    let id = conversation_of(&server, ADA, 5).await?;
+    let id = server
+        .conversation_on(ChannelKind::Telegram, &ADA.to_string(), 5)
+        .await?;
     let (_, conv) = alice.get(&format!("/api/v1/conversations/{id}")).await?;
     ensure!(conv["conversation"]["contact"]["name"] == "Ada", "{conv}");
     ensure!(conv["conversation"]["channel"] == "telegram", "{conv}");
@@ -100,21 +62,13 @@ async fn telegram_hand_over(backend: Backend) -> Result<()> {
         "{offer}"
     );
     fake.press(ADA, "Ada", "request_human");
-    wait_status(&alice, &id, "waiting").await?;
+    alice.wait_status(&id, "waiting").await?;
     fake.wait_call("answerCallbackQuery", 5).await?;
 
     // Claimed in the web inbox; the agent's reply reaches Telegram with the agent's name.
-    let (status, claimed) = alice
-        .post(&format!("/api/v1/conversations/{id}/claim"), json!({}))
+    alice
+        .claim_and_reply(&id, "Hi Ada, I am looking at your order now.")
         .await?;
-    ensure!(status == 200, "{claimed}");
-    let (status, sent) = alice
-        .post(
-            &format!("/api/v1/conversations/{id}/messages"),
-            json!({"text": "Hi Ada, I am looking at your order now."}),
-        )
-        .await?;
-    ensure!(status == 201 || status == 200, "{sent}");
     fake.wait_sent(ADA, 10, |m| {
         text(m) == "Alice Example: Hi Ada, I am looking at your order now."
     })
@@ -131,10 +85,7 @@ async fn telegram_hand_over(backend: Backend) -> Result<()> {
     );
 
     // Hand back: the bot answers the next message again.
-    let (status, back) = alice
-        .post(&format!("/api/v1/conversations/{id}/handback"), json!({}))
-        .await?;
-    ensure!(status == 200, "{back}");
+    alice.hand_back(&id).await?;
     let n = fake.sent_to(ADA).len();
     fake.private_text(ADA, "Ada", "Do you ship to Canada?");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -151,7 +102,7 @@ async fn telegram_hand_over(backend: Backend) -> Result<()> {
     }
 
     // The redelivered question was stored once.
-    let stored = messages(&alice, &id).await?;
+    let stored = alice.messages_of(&id).await?;
     let asked = stored
         .iter()
         .filter(|m| m["sender"] == "visitor" && m["text"] == "Do you ship to Canada?")
@@ -272,8 +223,10 @@ async fn the_telegram_webhook_needs_its_secret() -> Result<()> {
     ensure!(again.status() == 200);
     fake.wait_sent(ADA, 10, |m| text(m).contains("Canada"))
         .await?;
-    let id = conversation_of(&server, ADA, 5).await?;
-    let stored = messages(&alice, &id).await?;
+    let id = server
+        .conversation_on(ChannelKind::Telegram, &ADA.to_string(), 5)
+        .await?;
+    let stored = alice.messages_of(&id).await?;
     let visitor = stored.iter().filter(|m| m["sender"] == "visitor").count();
     ensure!(
         visitor == 1,
