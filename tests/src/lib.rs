@@ -162,7 +162,7 @@ impl Server {
         };
         let runtime = baton::build_runtime_with_env(store, config, lookup)?;
         runtime.load_bot_settings().await.context("bot settings")?;
-        runtime.start_background();
+        runtime.start_background().await?;
         let app = baton_web::router(baton_web::AppState::new(
             runtime.clone(),
             Default::default(),

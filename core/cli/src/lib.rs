@@ -379,7 +379,7 @@ async fn serve(common: &Common) -> Result<()> {
         .await
         .context("cannot load the saved bot settings")?;
     start_plugins(common, &runtime).await?;
-    runtime.start_background();
+    runtime.start_background().await?;
     let app = router(AppState::new(
         runtime,
         WebOptions {

@@ -46,9 +46,11 @@ impl EventBus {
         let _ = self.tx.send(event);
     }
 
-    /// Runs the PostgreSQL listener until the process ends, reconnecting as needed.
-    pub(crate) async fn listen_postgres(self, store: Store) {
-        let mut last_seen = store.last_event_seq().await.unwrap_or(0);
+    /// Runs the PostgreSQL listener until the process ends, reconnecting as
+    /// needed; it publishes every event after `from` (read before the node
+    /// started serving, so nothing committed since is skipped).
+    pub(crate) async fn listen_postgres(self, store: Store, from: i64) {
+        let mut last_seen = from;
         loop {
             match self.listen_once(&store, &mut last_seen).await {
                 Ok(()) => {}

@@ -234,7 +234,15 @@ impl Runtime {
 
     /// Starts the background work: webhook delivery, the cross-node event
     /// listener, the abandonment sweep and each channel's receive loop.
-    pub fn start_background(&self) {
+    ///
+    /// On PostgreSQL the listener's starting point is read here, before the
+    /// node serves anything: every event committed from now on reaches this
+    /// node's subscribers, however late the listener task first runs.
+    pub async fn start_background(&self) -> Result<()> {
+        let events_from = match self.inner.store.backend() {
+            Backend::Postgres => Some(self.inner.store.last_event_seq().await?),
+            Backend::Sqlite => None,
+        };
         let dispatcher = Dispatcher {
             store: self.inner.store.clone(),
             config: self.inner.config.webhooks.clone(),
@@ -247,12 +255,12 @@ impl Runtime {
         };
         tokio::spawn(dispatcher.run());
         tokio::spawn(self.clone().plugin_jobs());
-        if self.inner.store.backend() == Backend::Postgres {
+        if let Some(from) = events_from {
             tokio::spawn(
                 self.inner
                     .bus
                     .clone()
-                    .listen_postgres(self.inner.store.clone()),
+                    .listen_postgres(self.inner.store.clone(), from),
             );
         }
         if self.auto_assignment() {
@@ -271,6 +279,7 @@ impl Runtime {
             tokio::spawn(async move { rt.sweep_abandoned(abandon_after).await });
         }
         self.start_channels();
+        Ok(())
     }
 
     async fn sweep_abandoned(&self, after: Duration) {

@@ -1,0 +1,6 @@
+//! The email channel.
+//!
+//! So far: [`parse`], the pure reading of raw MIME (text, quotes and
+//! signatures cut, threading headers, attachments, automated mail).
+
+pub mod parse;
