@@ -654,6 +654,25 @@ pub fn str_at(v: &Value, pointer: &str) -> Result<String> {
 }
 
 /// Reads frames until one satisfies `pred`, or fails after `secs` seconds.
+/// Polls `found` every 25 ms until it gives a value, for up to `secs`
+/// seconds; then fails with `failure()` (which may show what was seen).
+pub async fn eventually<T>(
+    secs: u64,
+    found: impl Fn() -> Option<T>,
+    failure: impl Fn() -> String,
+) -> Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = found() {
+            return Ok(v);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{}", failure());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 pub async fn next_matching(ws: &mut Ws, secs: u64, pred: impl Fn(&Value) -> bool) -> Result<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {

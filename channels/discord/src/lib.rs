@@ -303,16 +303,20 @@ fn components(out: &Outbound<'_>) -> Vec<CreateActionRow> {
 /// Splits a text into pieces Discord accepts, at line breaks where it can.
 fn pieces(text: &str) -> Vec<String> {
     let mut out = vec![];
-    let mut current = String::new();
+    let (mut current, mut len) = (String::new(), 0);
     for line in text.split_inclusive('\n') {
         for c in line.chars() {
-            if current.chars().count() == MAX_CONTENT {
+            if len == MAX_CONTENT {
                 out.push(std::mem::take(&mut current));
+                len = 0;
             }
             current.push(c);
+            len += 1;
         }
-        if current.chars().count() > MAX_CONTENT - 200 {
+        // Close to the limit: end the piece at this line break.
+        if len > MAX_CONTENT - 200 {
             out.push(std::mem::take(&mut current));
+            len = 0;
         }
     }
     if !current.is_empty() || out.is_empty() {

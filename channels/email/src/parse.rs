@@ -244,7 +244,7 @@ pub fn strip_reply(text: &str) -> String {
         let t = line.trim();
         let next = lines.get(i + 1).map(|l| l.trim()).unwrap_or_default();
         if is_attribution(t)
-            || is_attribution(&format!("{t} {next}")) && !t.is_empty() && attribution_start(t)
+            || is_attribution(&format!("{t} {next}"))
             || t.starts_with("-----Original Message-----")
             || t.starts_with("-----Ursprüngliche Nachricht-----")
             || t.starts_with("-----Message d'origine-----")

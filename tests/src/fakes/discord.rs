@@ -10,7 +10,8 @@
 //! every REST call and can answer the next message sends with 429.
 
 use super::spawn_router;
-use anyhow::{Result, bail};
+use crate::eventually;
+use anyhow::Result;
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
@@ -19,7 +20,6 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio::sync::{Notify, broadcast};
 
 pub const BOT_ID: u64 = 1_300_000_000_000_000_001;
@@ -196,54 +196,59 @@ impl FakeDiscord {
         secs: u64,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(m) = self.sent_to(channel).into_iter().find(|m| pred(m)) {
-                return Ok(m);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "no matching message to channel {channel} within {secs}s; sent: {:?}",
-                    self.sent_to(channel)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.wait_sent_after(channel, 0, secs, pred).await
+    }
+
+    /// Waits until a message to `channel`, after the first `n`, matches.
+    pub async fn wait_sent_after(
+        &self,
+        channel: u64,
+        n: usize,
+        secs: u64,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        eventually(
+            secs,
+            || self.sent_to(channel).into_iter().skip(n).find(|m| pred(m)),
+            || {
+                let sent = self.sent_to(channel);
+                format!(
+                    "no matching message to channel {channel} after the first {n} within {secs}s; sent: {:?}",
+                    &sent[n.min(sent.len())..]
+                )
+            },
+        )
+        .await
     }
 
     /// Waits until a REST call's path ends with `suffix`; returns its body.
     pub async fn wait_call(&self, suffix: &str, secs: u64) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some((_, _, b)) = self
-                .calls()
-                .into_iter()
-                .find(|(_, p, _)| p.ends_with(suffix))
-            {
-                return Ok(b);
-            }
-            if Instant::now() > deadline {
-                bail!(
+        eventually(
+            secs,
+            || {
+                self.calls()
+                    .into_iter()
+                    .find(|(_, p, _)| p.ends_with(suffix))
+                    .map(|(_, _, b)| b)
+            },
+            || {
+                format!(
                     "no call to …{suffix} within {secs}s; calls: {:?}",
                     self.calls()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+                )
+            },
+        )
+        .await
     }
 
     /// Waits until the gateway session is ready (IDENTIFY answered).
     pub async fn wait_identified(&self, secs: u64) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(i) = self.identifies().into_iter().next() {
-                return Ok(i);
-            }
-            if Instant::now() > deadline {
-                bail!("nobody identified on the gateway within {secs}s");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            secs,
+            || self.identifies().into_iter().next(),
+            || format!("nobody identified on the gateway within {secs}s"),
+        )
+        .await
     }
 }
 

@@ -6,6 +6,7 @@
 //! `slack_sdk` from PyPI ([`sign_with_slack_sdk`]) or with [`sign`].
 
 use super::spawn_router;
+use crate::eventually;
 use anyhow::{Context, Result, bail};
 use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
@@ -16,7 +17,6 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 #[derive(Default)]
@@ -96,19 +96,17 @@ impl FakeSlack {
         secs: u64,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(p) = self.calls_to(method).into_iter().find(|p| pred(p)) {
-                return Ok(p);
-            }
-            if Instant::now() > deadline {
-                bail!(
+        eventually(
+            secs,
+            || self.calls_to(method).into_iter().find(|p| pred(p)),
+            || {
+                format!(
                     "no matching {method} within {secs}s; calls: {:#?}",
                     self.calls()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+                )
+            },
+        )
+        .await
     }
 
     /// Sends an envelope to every connected Socket Mode client.

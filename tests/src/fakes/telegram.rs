@@ -6,7 +6,8 @@
 //! with 429 and `retry_after`, as Telegram's flood control does.
 
 use super::spawn_router;
-use anyhow::{Result, bail};
+use crate::eventually;
+use anyhow::Result;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -147,34 +148,33 @@ impl FakeTelegram {
         secs: u64,
         pred: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(m) = self.sent_to(chat).into_iter().find(|m| pred(m)) {
-                return Ok(m);
-            }
-            if Instant::now() > deadline {
-                bail!(
+        eventually(
+            secs,
+            || self.sent_to(chat).into_iter().find(|m| pred(m)),
+            || {
+                format!(
                     "no matching message to chat {chat} within {secs}s; sent: {:?}",
                     self.sent_to(chat)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+                )
+            },
+        )
+        .await
     }
 
     /// Waits until a method was called.
     pub async fn wait_call(&self, method: &str, secs: u64) -> Result<Value> {
         let method = method.to_lowercase();
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some((_, p)) = self.calls().into_iter().find(|(m, _)| *m == method) {
-                return Ok(p);
-            }
-            if Instant::now() > deadline {
-                bail!("{method} was not called within {secs}s");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        eventually(
+            secs,
+            || {
+                self.calls()
+                    .into_iter()
+                    .find(|(m, _)| *m == method)
+                    .map(|(_, p)| p)
+            },
+            || format!("{method} was not called within {secs}s"),
+        )
+        .await
     }
 }
 

@@ -8,7 +8,7 @@ use baton_model::ChannelKind;
 use baton_tests::fakes::discord::{BOT_ID, FakeDiscord};
 use baton_tests::{Backend, Server, TestDb, on_every_backend};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "MTMwMDAwMDAwMDAwMDAwMDAwMQ.fake.discord-token";
 const SUPPORT: u64 = 1_300_000_000_000_000_100;
@@ -31,28 +31,6 @@ async fn start(backend: Backend) -> Result<(FakeDiscord, TestDb, Server)> {
 
 fn content(m: &Value) -> &str {
     m["content"].as_str().unwrap_or_default()
-}
-
-/// Waits until a message to `channel` after the first `n` matches.
-async fn wait_sent_after(
-    fake: &FakeDiscord,
-    channel: u64,
-    n: usize,
-    pred: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let sent = fake.sent_to(channel);
-        if let Some(m) = sent.iter().skip(n).find(|m| pred(m)) {
-            return Ok(m.clone());
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "no matching message to {channel} after the first {n}: {:?}",
-            &sent[n.min(sent.len())..]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn discord_hand_over(backend: Backend) -> Result<()> {
@@ -83,10 +61,11 @@ async fn discord_hand_over(backend: Backend) -> Result<()> {
     let n = fake.sent_to(DM).len();
     fake.dm(DM, ADA, "Ada", "qwertyuiop zxcvb");
     // "Talk to a human" is a message component: a button in an action row.
-    let offer = wait_sent_after(&fake, DM, n, |m| {
-        m["components"].to_string().contains("request_human")
-    })
-    .await?;
+    let offer = fake
+        .wait_sent_after(DM, n, 10, |m| {
+            m["components"].to_string().contains("request_human")
+        })
+        .await?;
     ensure!(fake.resumes() >= 1, "serenity resumed the session");
     let button = offer["components"][0]["components"]
         .as_array()
@@ -128,7 +107,8 @@ async fn discord_hand_over(backend: Backend) -> Result<()> {
     alice.hand_back(&id).await?;
     let n = fake.sent_to(DM).len();
     fake.dm(DM, ADA, "Ada", "Do you ship to Canada?");
-    wait_sent_after(&fake, DM, n, |m| content(m).contains("Canada")).await?;
+    fake.wait_sent_after(DM, n, 10, |m| content(m).contains("Canada"))
+        .await?;
 
     // The replayed question was stored once.
     let stored = alice.messages_of(&id).await?;
@@ -193,7 +173,7 @@ async fn the_support_channel_gives_each_conversation_a_thread() -> Result<()> {
     // the agent's reply lands in the thread.
     let n = fake.sent_to(thread).len();
     fake.guild_message(thread, GRACE, "Grace", "qwertyuiop zxcvb");
-    wait_sent_after(&fake, thread, n, |m| {
+    fake.wait_sent_after(thread, n, 10, |m| {
         m["components"].to_string().contains("request_human")
     })
     .await?;

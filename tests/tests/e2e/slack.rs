@@ -5,10 +5,10 @@
 use anyhow::{Result, ensure};
 use baton_model::ChannelKind;
 use baton_tests::fakes::slack::{FakeSlack, sign, sign_with_slack_sdk};
-use baton_tests::{Backend, Server, TestDb, on_every_backend};
+use baton_tests::{Backend, Server, TestDb, eventually, on_every_backend};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const CONSOLE: &str = "C0CONSOLE1";
@@ -339,14 +339,12 @@ async fn slack_hand_over(backend: Backend) -> Result<()> {
             None,
         ))
         .await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bot_answers(&fake) == before {
-        ensure!(
-            Instant::now() < deadline,
-            "the bot did not answer after hand back"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        10,
+        || (bot_answers(&fake) != before).then_some(()),
+        || "the bot did not answer after hand back".into(),
+    )
+    .await?;
 
     // A second hand-over, claimed in the web inbox: the same post follows.
     baton
@@ -371,14 +369,12 @@ async fn slack_hand_over(backend: Backend) -> Result<()> {
             .filter(|p| text(p).contains("Claimed by Alice Example"))
             .count()
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while claims(&fake) < 2 {
-        ensure!(
-            Instant::now() < deadline,
-            "the post did not follow the inbox claim"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        10,
+        || (claims(&fake) >= 2).then_some(()),
+        || "the post did not follow the inbox claim".into(),
+    )
+    .await?;
     ensure!(
         fake.calls_to("chat.postMessage")
             .iter()
@@ -512,11 +508,12 @@ async fn slack_socket_mode_carries_events_and_acknowledges_them() -> Result<()> 
         ],
     )
     .await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fake.socket_clients() == 0 {
-        ensure!(Instant::now() < deadline, "Baton never opened a socket");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        10,
+        || (fake.socket_clients() > 0).then_some(()),
+        || "Baton never opened a socket".into(),
+    )
+    .await?;
     fake.push_envelope(json!({
         "envelope_id": "env-1", "type": "events_api", "accepts_response_payload": false,
         "payload": message_event(DM, "im", ADA, "Do you ship to Canada?", None),

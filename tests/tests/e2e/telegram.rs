@@ -4,9 +4,9 @@
 use anyhow::{Result, ensure};
 use baton_model::ChannelKind;
 use baton_tests::fakes::telegram::FakeTelegram;
-use baton_tests::{Backend, Server, TestDb, on_every_backend};
+use baton_tests::{Backend, Server, TestDb, eventually, on_every_backend};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "123456:TEST-token";
 const ADA: u64 = 555_000_111;
@@ -88,18 +88,22 @@ async fn telegram_hand_over(backend: Backend) -> Result<()> {
     alice.hand_back(&id).await?;
     let n = fake.sent_to(ADA).len();
     fake.private_text(ADA, "Ada", "Do you ship to Canada?");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let later = fake.sent_to(ADA);
-        if later[n..].iter().any(|m| text(m).contains("Canada")) {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the bot did not answer after hand back: {later:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        10,
+        || {
+            fake.sent_to(ADA)[n..]
+                .iter()
+                .any(|m| text(m).contains("Canada"))
+                .then_some(())
+        },
+        || {
+            format!(
+                "the bot did not answer after hand back: {:?}",
+                fake.sent_to(ADA)
+            )
+        },
+    )
+    .await?;
 
     // The redelivered question was stored once.
     let stored = alice.messages_of(&id).await?;
