@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
 pub mod fakes;
+pub mod mail;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -651,6 +652,29 @@ pub fn str_at(v: &Value, pointer: &str) -> Result<String> {
         .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("no string at {pointer} in {v}"))
+}
+
+/// [`eventually`] for a check that does IO itself (an HTTP call, a file
+/// read); an error in the check ends the wait at once.
+pub async fn eventually_async<T, F, Fut>(
+    secs: u64,
+    found: F,
+    failure: impl Fn() -> String,
+) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = found().await? {
+            return Ok(v);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("{}", failure());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Reads frames until one satisfies `pred`, or fails after `secs` seconds.

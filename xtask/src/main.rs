@@ -80,6 +80,9 @@ fn test(args: &[String]) -> Result<()> {
     step("the browser suite's peers: Debian's Chromium and npm playwright-core");
     ensure_browser()?;
 
+    step("the email tests' peers: Debian's Postfix and Dovecot, and the vmail user");
+    ensure_mail_servers()?;
+
     step("the Slack tests' peer: slack_sdk from PyPI, in a virtual environment");
     let python = ensure_slack_sdk()?;
 
@@ -308,6 +311,60 @@ fn ensure_browser() -> Result<()> {
             "--no-fund",
             "--prefix",
             "tests/browser",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Installs Postfix and Dovecot (IMAP) from Debian when missing, and adds
+/// the `vmail` user (uid and gid 5000) the test mailboxes belong to. The
+/// tests start private instances of both on free loopback ports and never
+/// use the system-wide daemons (a machine with systemd may start them).
+fn ensure_mail_servers() -> Result<()> {
+    let missing = ["/usr/sbin/postfix", "/usr/sbin/dovecot", "/usr/bin/openssl"]
+        .iter()
+        .any(|p| !Path::new(p).exists());
+    if missing {
+        // A local-only Postfix: no question asked during the install.
+        let mut debconf = Command::new("debconf-set-selections")
+            .stdin(Stdio::piped())
+            .spawn()?;
+        if let Some(stdin) = debconf.stdin.as_mut() {
+            use std::io::Write;
+            stdin.write_all(b"postfix postfix/main_mailer_type select Local only\n")?;
+        }
+        debconf.wait()?;
+        let packages = ["postfix", "dovecot-imapd", "openssl"];
+        let apt = |args: &[&str]| {
+            let mut cmd = Command::new("apt-get");
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut cmd)
+        };
+        let install = |apt: &dyn Fn(&[&str]) -> Result<()>| {
+            let mut args = vec!["install", "-y", "--no-install-recommends"];
+            args.extend(packages);
+            apt(&args)
+        };
+        if install(&apt).is_err() {
+            apt(&["update"])?;
+            install(&apt)?;
+        }
+    }
+    if !quiet_ok(Command::new("id").args(["-u", "vmail"])) {
+        if !quiet_ok(Command::new("getent").args(["group", "5000"])) {
+            run(Command::new("groupadd").args(["-g", "5000", "vmail"]))?;
+        }
+        run(Command::new("useradd").args([
+            "-u",
+            "5000",
+            "-g",
+            "5000",
+            "-M",
+            "-d",
+            "/nonexistent",
+            "-s",
+            "/usr/sbin/nologin",
+            "vmail",
         ]))?;
     }
     Ok(())

@@ -50,6 +50,17 @@ pub struct Refused {
     pub size: u64,
 }
 
+impl Refused {
+    /// "scan.pdf (12.0 MB)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:.1} MB)",
+            self.name,
+            self.size as f64 / (1024.0 * 1024.0)
+        )
+    }
+}
+
 /// A parsed mail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mail {

@@ -130,6 +130,7 @@ fn message_event(e: &Value, console: Option<&str>) -> Event {
             text,
             attachments: files,
             channel_message_id: Some(format!("{channel}:{ts}")),
+            no_reply: false,
             ..visitor(channel, user)
         });
     }
@@ -166,6 +167,7 @@ fn visitor(channel: &str, user: &str) -> Inbound {
         action: None,
         client_id: None,
         channel_message_id: None,
+        no_reply: false,
     }
 }
 

@@ -77,6 +77,7 @@ fn message(m: &Message, me: Option<&BotIdentity>) -> Option<Inbound> {
         action,
         client_id: None,
         channel_message_id: Some(format!("{}:{}", m.chat.id.0, m.id.0)),
+        no_reply: false,
     })
 }
 
@@ -96,6 +97,7 @@ fn callback(q: &CallbackQuery) -> Option<Inbound> {
         action: Some(data.to_owned()),
         client_id: None,
         channel_message_id: None,
+        no_reply: false,
     })
 }
 

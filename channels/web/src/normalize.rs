@@ -71,6 +71,7 @@ pub fn widget_frame(raw: &RawInbound) -> Result<Option<Inbound>> {
         action,
         client_id: frame.client_id,
         channel_message_id: None,
+        no_reply: false,
     }))
 }
 

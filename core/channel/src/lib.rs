@@ -76,6 +76,10 @@ pub struct Inbound {
     /// The client's or platform's id for this message; a repeat is stored once.
     pub client_id: Option<String>,
     pub channel_message_id: Option<String>,
+    /// Stored, never answered: an auto-reply, a bounce, bulk mail. The
+    /// runtime keeps it in the conversation without a state change, without a
+    /// bot turn and without a greeting, so no machine ever talks to another.
+    pub no_reply: bool,
 }
 
 /// A raw payload as it arrived, plus what the transport already told us.
@@ -148,6 +152,17 @@ pub trait Ingest: Send + Sync {
         console: &str,
         conversation_id: &str,
     ) -> Result<Option<String>>;
+
+    /// A value the channel stored under `key` (a mailbox cursor, which
+    /// conversation a Message-ID belongs to), across restarts.
+    async fn state(&self, channel: ChannelKind, key: &str) -> Result<Option<String>>;
+
+    /// Stores or replaces a value under `key`.
+    async fn set_state(&self, channel: ChannelKind, key: &str, value: &str) -> Result<()>;
+
+    /// A notice from the team to the visitor (a refused attachment), stored in
+    /// the conversation and delivered like any other system message.
+    async fn notice(&self, conversation_id: &str, text: &str) -> Result<()>;
 }
 
 /// A message the runtime wants on the platform.

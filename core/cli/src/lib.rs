@@ -338,6 +338,10 @@ pub fn platform_channels(
                 baton_channel_discord::DiscordChannel::from_config(table, env)
                     .map_err(|e| anyhow!(e))?,
             ),
+            "email" => Arc::new(
+                baton_channel_email::EmailChannel::from_config(table, env)
+                    .map_err(|e| anyhow!(e))?,
+            ),
             other => bail!("[channels.{other}] is not a channel this build knows"),
         };
         out.push(channel);

@@ -178,6 +178,37 @@ pub struct Conversation {
     pub updated_at: Timestamp,
 }
 
+/// The tag the leave-a-message form puts on a web conversation.
+pub const LEFT_MESSAGE_TAG: &str = "offline";
+
+impl Conversation {
+    /// A web visitor's left message with their address: the team's answers
+    /// go to them by email as well.
+    pub fn is_left_message(&self) -> bool {
+        self.channel == ChannelKind::Web
+            && self.tags.iter().any(|t| t == LEFT_MESSAGE_TAG)
+            && self.contact.email.is_some()
+    }
+
+    /// Whether a mail from `from` may continue this conversation: any email
+    /// thread, or a left message when the mail comes from the address the
+    /// visitor left. Nothing else crosses channels.
+    pub fn accepts_mail_from(&self, from: Option<&str>) -> bool {
+        match self.channel {
+            ChannelKind::Email => true,
+            _ => {
+                self.is_left_message()
+                    && from.is_some_and(|f| {
+                        self.contact
+                            .email
+                            .as_deref()
+                            .is_some_and(|e| e.eq_ignore_ascii_case(f))
+                    })
+            }
+        }
+    }
+}
+
 /// An immutable message; `seq` orders it within its conversation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {

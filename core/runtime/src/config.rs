@@ -47,7 +47,7 @@ pub struct Config {
 }
 
 /// The platform channels a `[channels.<kind>]` table may switch on.
-pub const PLATFORM_CHANNELS: &[&str] = &["slack", "telegram", "discord"];
+pub const PLATFORM_CHANNELS: &[&str] = &["slack", "telegram", "discord", "email"];
 
 /// A configuration that parsed but does not hold together.
 #[derive(Debug, thiserror::Error)]

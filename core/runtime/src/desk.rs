@@ -105,7 +105,9 @@ fn channel_error(e: Error) -> baton_channel::Error {
         Error::Transition(TransitionError::AlreadyClaimed { by }) => {
             C::Refused(format!("already claimed by {}", by.name))
         }
+        // Both pass: the store comes back, a busy conversation calms down.
         Error::Store(e) => C::Other(e.to_string()),
+        Error::Conflict(e) => C::Other(e),
         other => C::Refused(other.to_string()),
     }
 }
@@ -233,5 +235,35 @@ impl Ingest for Runtime {
             .conversation_link(console, conversation_id)
             .await
             .map_err(|e| channel_error(e.into()))
+    }
+
+    async fn state(
+        &self,
+        channel: ChannelKind,
+        key: &str,
+    ) -> baton_channel::Result<Option<String>> {
+        self.store()
+            .channel_state(channel.as_str(), key)
+            .await
+            .map_err(|e| channel_error(e.into()))
+    }
+
+    async fn set_state(
+        &self,
+        channel: ChannelKind,
+        key: &str,
+        value: &str,
+    ) -> baton_channel::Result<()> {
+        self.store()
+            .set_channel_state(channel.as_str(), key, value, self.now())
+            .await
+            .map_err(|e| channel_error(e.into()))
+    }
+
+    async fn notice(&self, conversation_id: &str, text: &str) -> baton_channel::Result<()> {
+        self.system_message(conversation_id, text.to_owned())
+            .await
+            .map(|_| ())
+            .map_err(channel_error)
     }
 }

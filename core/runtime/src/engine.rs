@@ -5,11 +5,11 @@ use crate::bus::EventBus;
 use crate::config::{BotConfig, Config};
 use crate::webhooks::Dispatcher;
 use crate::{Clock, DEFAULT_BOT, Error, Result};
-use baton_channel::{Channel, Inbound, Ingested, Outbound};
+use baton_channel::{Channel, Inbound, Ingested};
 use baton_model::wire::{ConversationView, EventData, EventEnvelope, MessageView};
 use baton_model::{
-    ActionKind, AgentRef, ChannelKind, Conversation, Effect, EventKind, Input, Message, Notice,
-    Reason, SenderKind, Status, Timestamp, bot_may_speak, step,
+    ActionKind, AgentRef, ChannelKind, Conversation, Effect, EventKind, Input, LEFT_MESSAGE_TAG,
+    Message, Notice, Reason, SenderKind, Status, Timestamp, bot_may_speak, step,
 };
 use baton_store::{Backend, NewContact, NewConversation, NewMessage, Store, StoredEvent, Tx};
 use std::collections::{BTreeMap, HashMap};
@@ -63,6 +63,8 @@ struct Inner {
     plugins: std::sync::OnceLock<Arc<baton_plugins::PluginHost>>,
     /// Wakes the plugin-action queue.
     plugin_wake: Arc<Notify>,
+    /// Channel delivery queues, one per conversation being delivered to.
+    deliveries: crate::delivery::Deliveries,
 }
 
 /// The text a bot has written so far in a streamed reply.
@@ -110,6 +112,7 @@ impl Runtime {
                 drafts: tokio::sync::broadcast::channel(256).0,
                 plugins: std::sync::OnceLock::new(),
                 plugin_wake: Arc::new(Notify::new()),
+                deliveries: Default::default(),
             }),
         }
     }
@@ -155,6 +158,10 @@ impl Runtime {
 
     pub(crate) fn assign_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.assign_lock
+    }
+
+    pub(crate) fn deliveries(&self) -> &crate::delivery::Deliveries {
+        &self.inner.deliveries
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -310,6 +317,14 @@ impl Runtime {
     /// Creates a conversation in `bot` status, records `conversation.started`
     /// and lets the bot greet.
     pub async fn start_conversation(&self, start: StartConversation) -> Result<Conversation> {
+        self.start_conversation_with(start, true).await
+    }
+
+    async fn start_conversation_with(
+        &self,
+        start: StartConversation,
+        greet: bool,
+    ) -> Result<Conversation> {
         if !self.has_bot(&start.bot_id) {
             return Err(Error::NotFound("bot"));
         }
@@ -329,7 +344,7 @@ impl Runtime {
             .await?;
         let mut done = Committed::default();
         let greeting = self.bot_config(&conv.bot_id).greeting.clone();
-        if !greeting.trim().is_empty() {
+        if greet && !greeting.trim().is_empty() {
             let msg = tx
                 .append_message(
                     &conv.id,
@@ -557,9 +572,9 @@ impl Runtime {
             .update_contact(&conv.contact.id, name, Some(email), None)
             .await?;
         // Flag it for the inbox first: nothing after the hand-over may fail.
-        if !conv.tags.iter().any(|t| t == "offline") && conv.tags.len() < 50 {
+        if !conv.tags.iter().any(|t| t == LEFT_MESSAGE_TAG) && conv.tags.len() < 50 {
             let mut tags = conv.tags.clone();
-            tags.push("offline".to_owned());
+            tags.push(LEFT_MESSAGE_TAG.to_owned());
             self.set_tags(&conv.id, &tags).await?;
         }
         // The form asked already: no collector questions on top.
@@ -648,6 +663,9 @@ impl Runtime {
             client_id: inbound.client_id,
             channel_message_id: inbound.channel_message_id,
         };
+        if inbound.no_reply {
+            return self.store_quietly(&conv.id, new).await;
+        }
         self.store_visitor_message(&conv.id, new).await
     }
 
@@ -656,10 +674,31 @@ impl Runtime {
         conversation_id: &str,
         new: NewMessage,
     ) -> Result<Ingested> {
+        self.store_inbound(conversation_id, new, true).await
+    }
+
+    /// Automated mail (an auto-reply, a bounce): kept in the conversation for
+    /// the team to read, with no state change, no bot turn and nothing sent.
+    async fn store_quietly(&self, conversation_id: &str, new: NewMessage) -> Result<Ingested> {
+        self.store_inbound(conversation_id, new, false).await
+    }
+
+    /// Stores a visitor's message once; `answer` runs the lifecycle (reopen,
+    /// unread, a bot turn when the bot may speak), otherwise it is only kept.
+    async fn store_inbound(
+        &self,
+        conversation_id: &str,
+        new: NewMessage,
+        answer: bool,
+    ) -> Result<Ingested> {
         for _ in 0..MAX_CAS_RETRIES {
             let conv = self.conversation(conversation_id).await?;
             let now = self.now();
-            let (next, effects) = step(&conv.state, Input::VisitorMessage, now)?;
+            let (next, effects) = if answer {
+                step(&conv.state, Input::VisitorMessage, now)?
+            } else {
+                (conv.state.clone(), Vec::new())
+            };
             let mut tx = self.inner.store.begin().await?;
             if let Some(existing) = tx
                 .find_duplicate(
@@ -694,7 +733,7 @@ impl Runtime {
                 .await?;
             tx.commit().await?;
             self.after_commit(&snapshot, done);
-            if bot_may_speak(&snapshot.state, now) {
+            if answer && bot_may_speak(&snapshot.state, now) {
                 let rt = self.clone();
                 let id = snapshot.id.clone();
                 tokio::spawn(async move { rt.bot_turn(&id).await });
@@ -713,7 +752,11 @@ impl Runtime {
     async fn conversation_for(&self, inbound: &Inbound) -> Result<Conversation> {
         if let Some(id) = &inbound.conversation_id {
             let conv = self.conversation(id).await?;
-            if conv.channel != inbound.channel {
+            // Email continues a web visitor's left message, from the address
+            // they left (they reply to the agent's mail).
+            let left_message_reply = inbound.channel == ChannelKind::Email
+                && conv.accepts_mail_from(inbound.sender.email.as_deref());
+            if conv.channel != inbound.channel && !left_message_reply {
                 return Err(Error::Invalid("message arrived on another channel".into()));
             }
             return Ok(conv);
@@ -737,7 +780,10 @@ impl Runtime {
             thread_key: Some(inbound.thread_key.clone()),
             visitor_token_hash: None,
         };
-        match self.start_conversation(start).await {
+        // A mail thread opens without a chat greeting, and automated mail
+        // never gets one.
+        let greet = inbound.channel != ChannelKind::Email && !inbound.no_reply;
+        match self.start_conversation_with(start, greet).await {
             Ok(conv) => Ok(conv),
             // Two first messages raced; the other one created it.
             Err(Error::Store(e)) if e.is_unique_violation() => store
@@ -1308,9 +1354,6 @@ impl Runtime {
         if had_events {
             self.inner.webhook_wake.notify_one();
         }
-        let Some(channel) = self.channel(conv.channel) else {
-            return;
-        };
         let outbound: Vec<Message> = done
             .outbound
             .into_iter()
@@ -1319,27 +1362,39 @@ impl Runtime {
         if outbound.is_empty() {
             return;
         }
-        let conv = conv.clone();
-        let rt = self.clone();
-        tokio::spawn(async move {
-            for message in &outbound {
-                let message = &rt.with_human_button(&conv, message).await;
-                let out = Outbound {
-                    conversation: &conv,
-                    thread_key: conv.thread_key.as_deref(),
-                    message,
-                };
-                if let Err(e) = channel.deliver(out).await {
-                    warn!(conversation_id = %conv.id, seq = message.seq, error = %e, "delivery failed");
-                }
-            }
-        });
+        if let Some(email) = self.email_copy(conv) {
+            let copies: Vec<Message> = outbound
+                .iter()
+                .filter(|m| m.sender != SenderKind::System)
+                .cloned()
+                .collect();
+            self.deliver_later(email, conv, copies);
+        }
+        let Some(channel) = self.channel(conv.channel) else {
+            return;
+        };
+        self.deliver_later(channel, conv, outbound);
+    }
+
+    /// A web visitor who left their address and went away gets the team's
+    /// answers by email too (and their emailed reply comes back to the same
+    /// conversation): the email channel, when it is on and the conversation
+    /// is a left message with an address.
+    fn email_copy(&self, conv: &Conversation) -> Option<Arc<dyn Channel>> {
+        if !conv.is_left_message() {
+            return None;
+        }
+        self.channel(ChannelKind::Email)
     }
 
     /// On chat platforms the "Talk to a human" button travels with the bot's
     /// messages (the widget draws its own): from the bot answer
     /// `request_button_after` on, while the bot holds the conversation.
-    async fn with_human_button(&self, conv: &Conversation, message: &Message) -> Message {
+    pub(crate) async fn with_human_button(
+        &self,
+        conv: &Conversation,
+        message: &Message,
+    ) -> Message {
         let bot = self.bot_config(&conv.bot_id);
         let wanted = conv.channel != ChannelKind::Web
             && message.sender == SenderKind::Bot

@@ -19,6 +19,7 @@ pub mod bot;
 pub mod bus;
 mod clock;
 pub mod config;
+mod delivery;
 mod desk;
 mod engine;
 pub mod hours;

@@ -191,6 +191,32 @@ pub async fn channel_compliance(channel: Arc<dyn Channel>, samples: Samples) {
         "{kind}: a message after hand back reopens to the bot"
     );
     wait_for_bot_messages(&runtime, &conv_id, bot_before + 1).await;
+
+    // 4. `no_reply` (an auto-reply, a bounce): stored, never answered, and
+    //    it changes nothing, not even in a resolved conversation.
+    runtime
+        .apply(&conv_id, |_| Input::Resolve { by: None })
+        .await
+        .unwrap_or_else(|e| panic!("{kind}: resolve: {e}"));
+    let bot_before = count(&runtime, &conv_id, SenderKind::Bot).await;
+    let mut automated = next(4);
+    automated.no_reply = true;
+    let kept = runtime
+        .ingest_inbound(automated)
+        .await
+        .unwrap_or_else(|e| panic!("{kind}: ingest: {e}"));
+    assert!(kept.message.is_some(), "{kind}: no_reply mail is stored");
+    assert_eq!(
+        kept.conversation.state.status,
+        Status::Resolved,
+        "{kind}: no_reply must not reopen the conversation"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        count(&runtime, &conv_id, SenderKind::Bot).await,
+        bot_before,
+        "{kind}: the bot answered a no_reply message"
+    );
 }
 
 async fn count(runtime: &Runtime, conv_id: &str, sender: SenderKind) -> usize {

@@ -2,11 +2,32 @@
 //! conversation and the external object that stands for it (the Slack
 //! message posted for an escalation), and the lock that lets one node of
 //! several run a channel's singleton work (Telegram polling, the Discord
-//! gateway, the Slack console).
+//! gateway, the Slack console), and a channel's own keyed state (the email
+//! channel's IMAP cursor and thread bookkeeping).
 
 use crate::{Backend, Result, Store};
 use baton_model::Timestamp;
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
+
+/// A table of text values keyed by (owner, key): a plugin's key-value store
+/// (`plugin_kv`) and a channel's state (`channel_state`). The names are
+/// constants, never input.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyedTable {
+    name: &'static str,
+    owner: &'static str,
+}
+
+impl KeyedTable {
+    pub(crate) const PLUGIN_KV: Self = Self {
+        name: "plugin_kv",
+        owner: "plugin_id",
+    };
+    pub(crate) const CHANNEL_STATE: Self = Self {
+        name: "channel_state",
+        owner: "channel",
+    };
+}
 
 /// Held while this node runs a piece of singleton work; dropping it lets
 /// another node take over.
@@ -68,6 +89,69 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.try_get("external")).transpose()?)
+    }
+
+    /// A channel's stored value under `key`.
+    pub async fn channel_state(&self, channel: &str, key: &str) -> Result<Option<String>> {
+        self.keyed_get(KeyedTable::CHANNEL_STATE, channel, key)
+            .await
+    }
+
+    /// Stores (or replaces) a channel's value under `key`.
+    pub async fn set_channel_state(
+        &self,
+        channel: &str,
+        key: &str,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.keyed_set(KeyedTable::CHANNEL_STATE, channel, key, value, now)
+            .await
+    }
+
+    /// Reads `value` of (`owner`, `key`) in a keyed table.
+    pub(crate) async fn keyed_get(
+        &self,
+        table: KeyedTable,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<String>> {
+        let sql = format!(
+            "SELECT value FROM {} WHERE {} = $1 AND key = $2",
+            table.name, table.owner
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("value")).transpose()?)
+    }
+
+    /// Stores (or replaces) `value` of (`owner`, `key`) in a keyed table.
+    pub(crate) async fn keyed_set(
+        &self,
+        table: KeyedTable,
+        owner: &str,
+        key: &str,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {name} ({owner}, key, value, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT ({owner}, key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+            name = table.name,
+            owner = table.owner
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(key)
+            .bind(value)
+            .bind(now.millis())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Tries to become the one node that runs `work`. On PostgreSQL this is a

@@ -2,6 +2,7 @@
 //! admin's on/off switches, the durable queue of plugin actions, and the
 //! power-up a conversation is in the middle of.
 
+use crate::channels::KeyedTable;
 use crate::{Result, Store, new_id};
 use baton_model::Timestamp;
 use sqlx::Row;
@@ -48,12 +49,7 @@ fn job(row: &sqlx::any::AnyRow) -> Result<PluginJob> {
 
 impl Store {
     pub async fn kv_get(&self, plugin_id: &str, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM plugin_kv WHERE plugin_id = $1 AND key = $2")
-            .bind(plugin_id)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.try_get("value")).transpose()?)
+        self.keyed_get(KeyedTable::PLUGIN_KV, plugin_id, key).await
     }
 
     pub async fn kv_set(
@@ -63,18 +59,8 @@ impl Store {
         value: &str,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO plugin_kv (plugin_id, key, value, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (plugin_id, key) DO UPDATE SET value = excluded.value, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(plugin_id)
-        .bind(key)
-        .bind(value)
-        .bind(now.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.keyed_set(KeyedTable::PLUGIN_KV, plugin_id, key, value, now)
+            .await
     }
 
     pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> Result<()> {
