@@ -385,7 +385,7 @@ async fn serve(common: &Common) -> Result<()> {
     start_plugins(common, &runtime).await?;
     runtime.start_background().await?;
     let app = router(AppState::new(
-        runtime,
+        runtime.clone(),
         WebOptions {
             secure_cookies: common.secure_cookies,
             plugins_dir: Some(common.plugins_dir()),
@@ -399,6 +399,7 @@ async fn serve(common: &Common) -> Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("server error")?;
+    runtime.shutdown().await;
     info!("baton stopped");
     Ok(())
 }

@@ -65,6 +65,10 @@ struct Inner {
     plugin_wake: Arc<Notify>,
     /// Channel delivery queues, one per conversation being delivered to.
     deliveries: crate::delivery::Deliveries,
+    /// Turns true when the node stops; background work that holds leases watches it.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// Background tasks that [`Runtime::shutdown`] waits for.
+    stoppable: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// The text a bot has written so far in a streamed reply.
@@ -113,6 +117,8 @@ impl Runtime {
                 plugins: std::sync::OnceLock::new(),
                 plugin_wake: Arc::new(Notify::new()),
                 deliveries: Default::default(),
+                stopping: tokio::sync::watch::channel(false).0,
+                stoppable: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -239,6 +245,28 @@ impl Runtime {
         channels.get(&kind).cloned()
     }
 
+    /// Stops the background work that holds leases in the database, so that
+    /// the next node to start picks up at once what this one had under way.
+    /// Waits a few seconds at most.
+    pub async fn shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+        let tasks = std::mem::take(
+            &mut *self
+                .inner
+                .stoppable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                warn!("a background task did not stop in time");
+            }
+        }
+    }
+
     /// Starts the background work: webhook delivery, the cross-node event
     /// listener, the abandonment sweep and each channel's receive loop.
     ///
@@ -260,7 +288,12 @@ impl Runtime {
                 .build()
                 .unwrap_or_default(),
         };
-        tokio::spawn(dispatcher.run());
+        let dispatching = tokio::spawn(dispatcher.run(self.inner.stopping.subscribe()));
+        self.inner
+            .stoppable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(dispatching);
         tokio::spawn(self.clone().plugin_jobs());
         if let Some(from) = events_from {
             tokio::spawn(

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 /// `Baton-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
@@ -47,10 +47,29 @@ pub(crate) struct Dispatcher {
     pub http: reqwest::Client,
 }
 
+/// How long a stopping node lets attempts under way finish before it gives
+/// their deliveries back.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 impl Dispatcher {
-    pub(crate) async fn run(self) {
+    /// Delivers until `stop` turns true (or its sender is gone).
+    pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         loop {
-            let worked = match self.tick().await {
+            if *stop.borrow_and_update() {
+                return;
+            }
+            let now = self.clock.now();
+            let lease = now.plus_millis(self.config.timeout.as_millis() as i64 + 30_000);
+            let tick = self.tick(now, lease);
+            tokio::pin!(tick);
+            let outcome = tokio::select! {
+                outcome = &mut tick => outcome,
+                _ = stop.changed() => {
+                    self.stop_during(tick, lease).await;
+                    return;
+                }
+            };
+            let worked = match outcome {
                 Ok(n) => n > 0,
                 Err(e) => {
                     warn!(error = %e, "webhook dispatcher cannot read the outbox");
@@ -60,7 +79,7 @@ impl Dispatcher {
             if worked {
                 continue;
             }
-            // Sleep until the next retry is due or a new event arrives.
+            // Sleep until the next retry is due, a new event arrives or the node stops.
             let now = self.clock.now();
             let until_due = match self.store.next_delivery_due().await {
                 Ok(Some(due)) => Duration::from_millis(due.since(now).clamp(0, 1000) as u64),
@@ -69,13 +88,32 @@ impl Dispatcher {
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(until_due.max(Duration::from_millis(20))) => {}
+                _ = stop.changed() => return,
             }
         }
     }
 
-    async fn tick(&self) -> baton_store::Result<usize> {
-        let now = self.clock.now();
-        let lease = now.plus_millis(self.config.timeout.as_millis() as i64 + 30_000);
+    /// The node is stopping while attempts are under way: they get a moment to
+    /// finish and be recorded; whatever is still out is given back, so that
+    /// the next node to start sends it at once rather than when the lease ends.
+    async fn stop_during(
+        &self,
+        tick: std::pin::Pin<&mut impl std::future::Future<Output = baton_store::Result<usize>>>,
+        lease: Timestamp,
+    ) {
+        if tokio::time::timeout(STOP_GRACE, tick).await.is_ok() {
+            return;
+        }
+        match self.store.release_leases(lease).await {
+            Ok(n) => info!(
+                deliveries = n,
+                "stopping: webhook deliveries under way given back"
+            ),
+            Err(e) => warn!(error = %e, "stopping: cannot give back leased webhook deliveries"),
+        }
+    }
+
+    async fn tick(&self, now: Timestamp, lease: Timestamp) -> baton_store::Result<usize> {
         let due = self.store.lease_due_deliveries(now, lease, 32).await?;
         let n = due.len();
         let mut sends = tokio::task::JoinSet::new();

@@ -220,6 +220,22 @@ impl Store {
         Ok(leased)
     }
 
+    /// Gives back the pending deliveries leased until exactly `lease_until`: a
+    /// node stopping with attempts under way hands them to the next node at
+    /// once instead of leaving them locked until the lease runs out. Another
+    /// node's lease ending at the same millisecond would be given back too; that
+    /// costs at most a second attempt, which at-least-once delivery allows.
+    pub async fn release_leases(&self, lease_until: Timestamp) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE webhook_deliveries SET lease_until = NULL \
+             WHERE status = 'pending' AND lease_until = $1",
+        )
+        .bind(lease_until.millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Records one attempt: delivered, retried at `retry_at`, or given up.
     pub async fn record_attempt(
         &self,

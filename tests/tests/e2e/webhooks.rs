@@ -95,10 +95,9 @@ impl Receiver {
     async fn wait_for(&self, kinds: &[&str], secs: u64) -> Result<()> {
         for _ in 0..secs * 20 {
             let types = self.types();
-            if kinds
-                .iter()
-                .all(|k| types.iter().filter(|t| t == k).count() >= 1)
-            {
+            if kinds.iter().all(|k| {
+                types.iter().filter(|t| t == k).count() >= kinds.iter().filter(|x| *x == k).count()
+            }) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -190,17 +189,8 @@ async fn webhooks_are_signed_and_cover_the_lifecycle() -> Result<()> {
     baton_tests::on_every_backend(signed_events).await
 }
 
-async fn outage_and_restart(backend: Backend) -> Result<()> {
-    let binary = baton_binary()?;
-    let db = TestDb::new(backend).await?;
-    let config = "[webhooks]\nretry_base = \"100ms\"\nretry_max = \"400ms\"\nmax_attempts = 1000\n";
-
-    // The first start with no users says how to get in.
-    let node = Process::start(&binary, &db, config, "first").await?;
-    let log = std::fs::read_to_string(&node.log)?;
-    ensure!(log.contains("no staff accounts yet"), "{log}");
-
-    // An admin made with the CLI, and an API token made with the CLI.
+/// An admin made with the CLI, and an API token made with the CLI.
+async fn cli_token(binary: &std::path::Path, db: &TestDb) -> Result<String> {
     let env = [
         (
             "BATON_DATA_DIR",
@@ -208,7 +198,7 @@ async fn outage_and_restart(backend: Backend) -> Result<()> {
         ),
         ("BATON_DATABASE_URL", db.url.clone()),
     ];
-    let mut add = tokio::process::Command::new(&binary);
+    let mut add = tokio::process::Command::new(binary);
     add.args([
         "user",
         "add",
@@ -230,7 +220,7 @@ async fn outage_and_restart(backend: Backend) -> Result<()> {
         stdin.write_all(b"ops-password-1\n").await?;
     }
     ensure!(child.wait().await?.success(), "baton user add failed");
-    let out = tokio::process::Command::new(&binary)
+    let out = tokio::process::Command::new(binary)
         .args(["token", "create", "--email", "ops@example.com"])
         .envs(env)
         .output()
@@ -245,6 +235,21 @@ async fn outage_and_restart(backend: Backend) -> Result<()> {
         token.starts_with("bt_") && !token.contains(char::is_whitespace),
         "token create prints only the token: {token:?}"
     );
+
+    Ok(token)
+}
+
+async fn outage_and_restart(backend: Backend) -> Result<()> {
+    let binary = baton_binary()?;
+    let db = TestDb::new(backend).await?;
+    let config = "[webhooks]\nretry_base = \"100ms\"\nretry_max = \"400ms\"\nmax_attempts = 1000\n";
+
+    // The first start with no users says how to get in.
+    let node = Process::start(&binary, &db, config, "first").await?;
+    let log = std::fs::read_to_string(&node.log)?;
+    ensure!(log.contains("no staff accounts yet"), "{log}");
+
+    let token = cli_token(&binary, &db).await?;
 
     // Subscribe a receiver that is down.
     let port = baton_tests::free_port()?;
@@ -281,12 +286,9 @@ async fn outage_and_restart(backend: Backend) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let _task = receiver.serve(listener).await;
     let node = Process::start(&binary, &db, config, "second").await?;
-    receiver.wait_for(&LIFECYCLE, 20).await?;
-    // Exactly the six lifecycle events of the two conversations (two started), each once.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut types = receiver.types();
-    types.sort();
-    let mut expected: Vec<String> = [
+    // Exactly the lifecycle events of the two conversations (two started,
+    // two escalated), each once.
+    let mut expected = [
         "conversation.claimed",
         "conversation.escalated",
         "conversation.escalated",
@@ -294,10 +296,11 @@ async fn outage_and_restart(backend: Backend) -> Result<()> {
         "conversation.resolved",
         "conversation.started",
         "conversation.started",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ];
+    receiver.wait_for(&expected, 20).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut types = receiver.types();
+    types.sort();
     expected.sort();
     ensure!(types == expected, "received {types:?}");
     ensure!(*receiver.bad_signatures.lock().unwrap() == 0);
@@ -308,4 +311,65 @@ async fn outage_and_restart(backend: Backend) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_when_the_receiver_is_down_and_the_server_restarts() -> Result<()> {
     baton_tests::on_every_backend(outage_and_restart).await
+}
+
+/// A delivery is under way (the receiver holds the request) when the server
+/// is stopped: the next start sends it at once, not when the lease ends.
+async fn stop_during_delivery(backend: Backend) -> Result<()> {
+    let binary = baton_binary()?;
+    let db = TestDb::new(backend).await?;
+    // The lease of an attempt is the timeout plus 30 s: far beyond the wait below.
+    let config = "[webhooks]\ntimeout = \"60s\"\nretry_base = \"100ms\"\nretry_max = \"400ms\"\n";
+    let node = Process::start(&binary, &db, config, "first").await?;
+    let token = cli_token(&binary, &db).await?;
+
+    // A receiver that takes the connection and never answers.
+    let hanging = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let port = hanging.local_addr()?.port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = {
+        let held = held.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = hanging.accept().await {
+                held.lock().unwrap().push(conn);
+            }
+        })
+    };
+    let http = reqwest::Client::new();
+    let (s, hook) = status_json(
+        http.post(format!("{}/api/v1/webhooks", node.base()))
+            .bearer_auth(&token)
+            .json(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["conversation.started"], "secret": SECRET}))
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(s == 201, "{hook}");
+    VisitorClient::start(&node.base()).await?;
+    baton_tests::eventually(
+        10,
+        || (!held.lock().unwrap().is_empty()).then_some(()),
+        || "no attempt reached the receiver".into(),
+    )
+    .await?;
+    node.stop().await?;
+
+    // The receiver works now, on the same port; the server starts again.
+    holder.abort();
+    held.lock().unwrap().clear();
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let _task = receiver.serve(listener).await;
+    let node = Process::start(&binary, &db, config, "second").await?;
+    receiver
+        .wait_for(&["conversation.started"], 15)
+        .await
+        .context("the delivery under way at the stop is still locked")?;
+    node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_under_way_at_a_stop_is_sent_by_the_next_start() -> Result<()> {
+    baton_tests::on_every_backend(stop_during_delivery).await
 }
