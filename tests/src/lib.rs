@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -347,6 +348,13 @@ impl Process {
     }
 
     /// Stops the process the way an operator would (SIGTERM), then waits.
+    /// [`Process::stop`], then what the process logged.
+    pub async fn stop_and_read_log(self) -> Result<String> {
+        let log = self.log.clone();
+        self.stop().await?;
+        Ok(std::fs::read_to_string(log)?)
+    }
+
     pub async fn stop(mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")
@@ -361,6 +369,51 @@ impl Process {
                 Ok(())
             }
         }
+    }
+}
+
+/// A receiver that takes connections and never answers: a request sent to
+/// it stays under way until [`Silent::close`].
+pub struct Silent {
+    pub port: u16,
+    held: Arc<std::sync::Mutex<Vec<tokio::net::TcpStream>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Silent {
+    pub async fn bind() -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = {
+            let held = held.clone();
+            tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    held.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+                }
+            })
+        };
+        Ok(Self { port, held, task })
+    }
+
+    /// Waits until someone has connected.
+    pub async fn called(&self, secs: u64) -> Result<()> {
+        eventually(
+            secs,
+            || {
+                let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                (!held.is_empty()).then_some(())
+            },
+            || format!("nobody called 127.0.0.1:{}", self.port),
+        )
+        .await
+    }
+
+    /// Stops listening and drops every connection: the port is free again.
+    pub async fn close(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

@@ -392,14 +392,15 @@ async fn serve(common: &Common) -> Result<()> {
         },
     ));
     info!(address = %local, database = %describe_db(common), "baton is serving on http://{local} (demo site /, inbox /inbox, widget /widget.js)");
-    axum::serve(
+    let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("server error")?;
+    .await;
+    // Hand on the work under way however serving ended.
     runtime.shutdown().await;
+    served.context("server error")?;
     info!("baton stopped");
     Ok(())
 }

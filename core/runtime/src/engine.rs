@@ -245,8 +245,9 @@ impl Runtime {
         channels.get(&kind).cloned()
     }
 
-    /// Stops the background work that holds leases in the database, so that
-    /// the next node to start picks up at once what this one had under way.
+    /// Stops the background work that holds leases in the database (webhook
+    /// deliveries, plugin actions), so that another node, or this one started
+    /// again, picks up at once what this one had under way.
     /// Waits a few seconds at most.
     pub async fn shutdown(&self) {
         self.inner.stopping.send_replace(true);
@@ -289,12 +290,12 @@ impl Runtime {
                 .unwrap_or_default(),
         };
         let dispatching = tokio::spawn(dispatcher.run(self.inner.stopping.subscribe()));
+        let acting = tokio::spawn(self.clone().plugin_jobs(self.inner.stopping.subscribe()));
         self.inner
             .stoppable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(dispatching);
-        tokio::spawn(self.clone().plugin_jobs());
+            .extend([dispatching, acting]);
         if let Some(from) = events_from {
             tokio::spawn(
                 self.inner

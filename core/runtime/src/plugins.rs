@@ -26,6 +26,17 @@ const MAX_RESPONSE: usize = 1 << 20;
 /// The first retry of a failed plugin action waits this long; each next one twice as long.
 const RETRY_BASE_MS: i64 = 1_000;
 const RETRY_MAX_MS: i64 = 5 * 60_000;
+/// How long a stopping node lets plugin actions under way finish.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+fn task_id(
+    done: &std::result::Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+) -> tokio::task::Id {
+    match done {
+        Ok((id, ())) => *id,
+        Err(e) => e.id(),
+    }
+}
 
 /// The conversation as plugins see it.
 pub fn conversation_info(conv: &Conversation) -> ConversationInfo {
@@ -273,11 +284,24 @@ impl Runtime {
 
     /// The plugin-action queue: runs due jobs, retries failures with
     /// exponential back-off, gives up after `[plugins] action_attempts`.
-    pub(crate) async fn plugin_jobs(self) {
+    /// When `stop` turns true it claims no more; actions under way get a
+    /// moment to finish, the rest are cancelled and queued again at once,
+    /// their attempt not counted (their idempotency key stays the same).
+    pub(crate) async fn plugin_jobs(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut running = tokio::task::JoinSet::new();
+        // Task → (job, attempts as claimed), until the task ends.
+        let mut claimed = std::collections::HashMap::new();
         loop {
             tokio::select! {
                 _ = self.plugin_wake().notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    claimed.remove(&task_id(&done));
+                }
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow_and_update() {
+                break;
             }
             let Some(host) = self.plugins().cloned() else {
                 continue;
@@ -293,11 +317,30 @@ impl Runtime {
             for job in jobs {
                 let rt = self.clone();
                 let host = host.clone();
-                tokio::spawn(async move {
+                let key = (job.id.clone(), job.attempts);
+                let task = running.spawn(async move {
                     if let Err(e) = rt.run_plugin_job(&host, job).await {
                         warn!(error = %e, "a plugin action could not be recorded");
                     }
                 });
+                claimed.insert(task.id(), key);
+            }
+        }
+        let grace = async {
+            while let Some(done) = running.join_next_with_id().await {
+                claimed.remove(&task_id(&done));
+            }
+        };
+        if tokio::time::timeout(STOP_GRACE, grace).await.is_ok() {
+            return;
+        }
+        running.shutdown().await;
+        let now = self.now();
+        for (job, attempts) in claimed.into_values() {
+            match self.store().give_back_plugin_job(&job, attempts, now).await {
+                Ok(true) => info!(job, "stopping: a plugin action under way queued again"),
+                Ok(false) => {}
+                Err(e) => warn!(job, error = %e, "stopping: cannot queue a plugin action again"),
             }
         }
     }

@@ -60,23 +60,33 @@ impl Dispatcher {
             }
             let now = self.clock.now();
             let lease = now.plus_millis(self.config.timeout.as_millis() as i64 + 30_000);
-            let tick = self.tick(now, lease);
-            tokio::pin!(tick);
-            let outcome = tokio::select! {
-                outcome = &mut tick => outcome,
-                _ = stop.changed() => {
-                    self.stop_during(tick, lease).await;
-                    return;
-                }
-            };
-            let worked = match outcome {
-                Ok(n) => n > 0,
+            // Leasing is a few short queries; it runs to its end even when the
+            // node stops, so that every lease this node takes is known.
+            let due = match self.store.lease_due_deliveries(now, lease, 32).await {
+                Ok(due) => due,
                 Err(e) => {
                     warn!(error = %e, "webhook dispatcher cannot read the outbox");
-                    false
+                    Vec::new()
                 }
             };
-            if worked {
+            if !due.is_empty() {
+                let leased: Vec<String> = due.iter().map(|d| d.id.clone()).collect();
+                let mut sends = tokio::task::JoinSet::new();
+                for delivery in due {
+                    let store = self.store.clone();
+                    let http = self.http.clone();
+                    let config = self.config.clone();
+                    let clock = self.clock.clone();
+                    sends.spawn(async move { attempt(store, http, config, clock, delivery).await });
+                }
+                let stopped = tokio::select! {
+                    () = settle(&mut sends) => false,
+                    _ = stop.changed() => true,
+                };
+                if stopped {
+                    self.stop_during(sends, &leased, lease).await;
+                    return;
+                }
                 continue;
             }
             // Sleep until the next retry is due, a new event arrives or the node stops.
@@ -94,17 +104,23 @@ impl Dispatcher {
     }
 
     /// The node is stopping while attempts are under way: they get a moment to
-    /// finish and be recorded; whatever is still out is given back, so that
-    /// the next node to start sends it at once rather than when the lease ends.
+    /// finish and be recorded; the rest are cancelled and their deliveries
+    /// given back, so that another node, or this one started again, sends
+    /// them at once rather than when the lease ends.
     async fn stop_during(
         &self,
-        tick: std::pin::Pin<&mut impl std::future::Future<Output = baton_store::Result<usize>>>,
+        mut sends: tokio::task::JoinSet<baton_store::Result<()>>,
+        leased: &[String],
         lease: Timestamp,
     ) {
-        if tokio::time::timeout(STOP_GRACE, tick).await.is_ok() {
+        if tokio::time::timeout(STOP_GRACE, settle(&mut sends))
+            .await
+            .is_ok()
+        {
             return;
         }
-        match self.store.release_leases(lease).await {
+        sends.shutdown().await;
+        match self.store.release_leases(leased, lease).await {
             Ok(n) => info!(
                 deliveries = n,
                 "stopping: webhook deliveries under way given back"
@@ -112,24 +128,14 @@ impl Dispatcher {
             Err(e) => warn!(error = %e, "stopping: cannot give back leased webhook deliveries"),
         }
     }
+}
 
-    async fn tick(&self, now: Timestamp, lease: Timestamp) -> baton_store::Result<usize> {
-        let due = self.store.lease_due_deliveries(now, lease, 32).await?;
-        let n = due.len();
-        let mut sends = tokio::task::JoinSet::new();
-        for delivery in due {
-            let store = self.store.clone();
-            let http = self.http.clone();
-            let config = self.config.clone();
-            let clock = self.clock.clone();
-            sends.spawn(async move { attempt(store, http, config, clock, delivery).await });
+/// Waits for every attempt to be sent and recorded.
+async fn settle(sends: &mut tokio::task::JoinSet<baton_store::Result<()>>) {
+    while let Some(done) = sends.join_next().await {
+        if let Ok(Err(e)) = done {
+            warn!(error = %e, "cannot record a webhook attempt");
         }
-        while let Some(done) = sends.join_next().await {
-            if let Ok(Err(e)) = done {
-                warn!(error = %e, "cannot record a webhook attempt");
-            }
-        }
-        Ok(n)
     }
 }
 

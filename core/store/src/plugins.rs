@@ -169,6 +169,27 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Queues a job again at once that this node claimed (with `attempts`
+    /// counted) and cut short while stopping; the cut attempt is not counted.
+    /// False when the job was recorded or claimed anew meanwhile.
+    pub async fn give_back_plugin_job(
+        &self,
+        id: &str,
+        attempts: i64,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE plugin_jobs SET status = 'queued', attempts = attempts - 1, next_at = $1, \
+             updated_at = $1 WHERE id = $2 AND status = 'running' AND attempts = $3",
+        )
+        .bind(now.millis())
+        .bind(id)
+        .bind(attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records how a claimed job went: `done`, `failed`, or `queued` again
     /// at `next_at` for a retry.
     pub async fn finish_plugin_job(

@@ -220,20 +220,24 @@ impl Store {
         Ok(leased)
     }
 
-    /// Gives back the pending deliveries leased until exactly `lease_until`: a
-    /// node stopping with attempts under way hands them to the next node at
-    /// once instead of leaving them locked until the lease runs out. Another
-    /// node's lease ending at the same millisecond would be given back too; that
-    /// costs at most a second attempt, which at-least-once delivery allows.
-    pub async fn release_leases(&self, lease_until: Timestamp) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE webhook_deliveries SET lease_until = NULL \
-             WHERE status = 'pending' AND lease_until = $1",
-        )
-        .bind(lease_until.millis())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+    /// Gives back deliveries this node leased until `lease_until` and did not
+    /// finish: a node stopping with attempts under way hands them on at once
+    /// instead of leaving them locked until the lease runs out. A delivery
+    /// recorded meanwhile, or leased again by another node, is left alone.
+    pub async fn release_leases(&self, ids: &[String], lease_until: Timestamp) -> Result<u64> {
+        let mut released = 0;
+        for id in ids {
+            let done = sqlx::query(
+                "UPDATE webhook_deliveries SET lease_until = NULL \
+                 WHERE id = $1 AND status = 'pending' AND lease_until = $2",
+            )
+            .bind(id)
+            .bind(lease_until.millis())
+            .execute(&self.pool)
+            .await?;
+            released += done.rows_affected();
+        }
+        Ok(released)
     }
 
     /// Records one attempt: delivered, retried at `retry_at`, or given up.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail, ensure};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use baton_tests::{
-    Backend, Process, StaffClient, TestDb, VisitorClient, add_user, backends, baton_binary,
+    Backend, Process, Silent, StaffClient, TestDb, VisitorClient, add_user, backends, baton_binary,
     install_plugin,
 };
 use serde_json::{Value, json};
@@ -335,6 +335,67 @@ async fn action_plugins_run_after_a_hand_over_and_retry_with_the_same_key() -> R
         );
         let (_, conv) = staff.get(&format!("/api/v1/conversations/{id}")).await?;
         ensure!(conv.to_string().contains("handed-over"), "{conv}");
+        process.stop().await?;
+    }
+    Ok(())
+}
+
+/// An action under way when the server stops (its CRM holds the request) is
+/// queued again at once: the next start runs it, with the same key, without
+/// waiting for the claim to go stale and without counting the cut attempt.
+#[tokio::test]
+async fn an_action_under_way_at_a_stop_runs_at_the_next_start() -> Result<()> {
+    for backend in backends() {
+        let silent = Silent::bind().await?;
+        let db = TestDb::new(backend).await?;
+        let config = |port: u16| {
+            format!(
+                "{FAST_RELOAD}action_attempts = 2\n[plugins.config.crm-task]\nendpoint = \"http://127.0.0.1:{port}/tasks\"\n"
+            )
+        };
+        let (process, plugins) = start(&db, &config(silent.port), "first").await?;
+        let staff = owner(&db, &process.base()).await?;
+        install_plugin(&plugins, "crm-task", "crm-task", &[])?;
+        plugins_until(&staff, |l| state_of(l, "crm-task") == Some("on")).await?;
+        let visitor = VisitorClient::start(&process.base()).await?;
+        let conv = visitor.turn("I want to talk to a human").await?;
+        let id = conv["id"].as_str().context("id")?.to_owned();
+        silent.called(10).await?;
+        let log = process.stop_and_read_log().await?;
+        ensure!(
+            log.contains("plugin action under way queued again"),
+            "the stop did not queue the action again: {log}"
+        );
+        silent.close().await;
+
+        // The CRM answers now (at a new address); the server starts again.
+        // The plugin is in place before the start: a job run while it is
+        // still loading would count as an attempt.
+        let (port, crm) = receiver().await?;
+        let plugins = db.data_dir().join("second-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        install_plugin(&plugins, "crm-task", "crm-task", &[])?;
+        let (process, _) = start(&db, &config(port), "second").await?;
+        let staff =
+            StaffClient::login(&process.base(), "olive@example.com", "olive-password").await?;
+        let runs = baton_tests::eventually_async(
+            20,
+            || async {
+                let (_, runs) = staff
+                    .get(&format!("/api/v1/conversations/{id}/actions"))
+                    .await?;
+                Ok(runs.to_string().contains("plugin:crm-task").then_some(runs))
+            },
+            || format!("{backend:?}: the action cut by the stop did not run again"),
+        )
+        .await?;
+        ensure!(runs.to_string().contains("CRM task 42 created"), "{runs}");
+        // Two attempts are allowed and the CRM answers 503 to the first call
+        // with a key, 201 to the next: the task is created only if the cut
+        // attempt was not counted.
+        let seen = crm.seen.lock().unwrap().clone();
+        ensure!(seen.len() == 2 && seen[0].0 == seen[1].0, "{seen:?}");
+        ensure!(seen[0].0.starts_with(&id), "{seen:?}");
         process.stop().await?;
     }
     Ok(())

@@ -335,6 +335,46 @@ async fn suite(backend: Backend) -> Result<()> {
         )
         .await?;
     ensure!(store.next_delivery_due().await?.is_none_or(|due| due >= t));
+
+    // A stopping node gives back what it leased and did not finish, and only that.
+    let (a, b) = (&leased[1].id, &leased[2].id);
+    ensure!(
+        store
+            .release_leases(std::slice::from_ref(b), t.plus_millis(1))
+            .await?
+            == 0
+    );
+    ensure!(
+        store
+            .release_leases(&[a.clone(), d.id.clone()], t.plus_millis(60_000))
+            .await?
+            == 1
+    );
+    ensure!(
+        store
+            .release_leases(std::slice::from_ref(a), t.plus_millis(60_000))
+            .await?
+            == 0
+    );
+    let again = store
+        .lease_due_deliveries(t.plus_millis(10), t.plus_millis(90_000), 10)
+        .await?;
+    ensure!(again.len() == 1 && again[0].id == *a, "{again:?}");
+
+    // A plugin action cut short by a stop is queued again, its attempt not counted.
+    ensure!(
+        store
+            .enqueue_plugin_job("crm", &c1.id, "key-1", "visitor_request", 0, t)
+            .await?
+    );
+    let jobs = store.claim_plugin_jobs(t, 10, 60_000).await?;
+    ensure!(jobs.len() == 1 && jobs[0].attempts == 1, "{jobs:?}");
+    ensure!(!store.give_back_plugin_job(&jobs[0].id, 2, t).await?);
+    ensure!(store.give_back_plugin_job(&jobs[0].id, 1, t).await?);
+    ensure!(!store.give_back_plugin_job(&jobs[0].id, 1, t).await?);
+    let jobs = store.claim_plugin_jobs(t, 10, 60_000).await?;
+    ensure!(jobs.len() == 1 && jobs[0].attempts == 1, "{jobs:?}");
+
     ensure!(store.delete_webhook(&hook_all.id).await?);
     ensure!(!store.delete_webhook(&hook_all.id).await?);
     Ok(())

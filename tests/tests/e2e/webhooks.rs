@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use baton_tests::{
-    Backend, Process, Server, StaffClient, TestDb, VisitorClient, baton_binary, status_json,
+    Backend, Process, Server, Silent, StaffClient, TestDb, VisitorClient, baton_binary, status_json,
 };
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -324,17 +324,8 @@ async fn stop_during_delivery(backend: Backend) -> Result<()> {
     let token = cli_token(&binary, &db).await?;
 
     // A receiver that takes the connection and never answers.
-    let hanging = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let port = hanging.local_addr()?.port();
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let holder = {
-        let held = held.clone();
-        tokio::spawn(async move {
-            while let Ok((conn, _)) = hanging.accept().await {
-                held.lock().unwrap().push(conn);
-            }
-        })
-    };
+    let silent = Silent::bind().await?;
+    let port = silent.port;
     let http = reqwest::Client::new();
     let (s, hook) = status_json(
         http.post(format!("{}/api/v1/webhooks", node.base()))
@@ -346,17 +337,15 @@ async fn stop_during_delivery(backend: Backend) -> Result<()> {
     .await?;
     ensure!(s == 201, "{hook}");
     VisitorClient::start(&node.base()).await?;
-    baton_tests::eventually(
-        10,
-        || (!held.lock().unwrap().is_empty()).then_some(()),
-        || "no attempt reached the receiver".into(),
-    )
-    .await?;
-    node.stop().await?;
+    silent.called(10).await?;
+    let log = node.stop_and_read_log().await?;
+    ensure!(
+        log.contains("webhook deliveries under way given back"),
+        "the stop did not give the delivery back: {log}"
+    );
 
     // The receiver works now, on the same port; the server starts again.
-    holder.abort();
-    held.lock().unwrap().clear();
+    silent.close().await;
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let _task = receiver.serve(listener).await;
