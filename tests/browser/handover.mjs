@@ -250,6 +250,29 @@ try {
   await agentB.getByTestId('action-list').waitFor({ state: 'visible', timeout: TIMEOUT });
   await shot(agentB, 'bot-settings-laptop.png');
 
+  step('the admin creates and revokes an API token, and removes an agent');
+  await agentB.goto(`${BASE}/inbox#/admin/users`);
+  await agentB.getByTestId('tokens-table').waitFor({ state: 'visible', timeout: TIMEOUT });
+  await agentB.getByTestId('token-name').fill('browser check');
+  await agentB.getByTestId('token-create').click();
+  const secret = (await agentB.getByTestId('token-secret').textContent({ timeout: TIMEOUT })).trim();
+  check(secret.startsWith('bt_'), `the new token is not shown: ${secret}`);
+  const asToken = async () => (await fetch(`${BASE}/api/v1/me`, { headers: { authorization: `Bearer ${secret}` } })).status;
+  check((await asToken()) === 200, 'the token made on the Users page does not work');
+  const row = agentB.locator('[data-token-id]').filter({ hasText: 'browser check' });
+  await row.getByTestId('token-revoke').click();
+  await row.getByTestId('token-revoke').click(); // the second click confirms
+  await poll('the token to stop working', async () => (await asToken()) === 401);
+  await poll('the revoked token to leave the list', async () => (await agentB.locator('[data-token-id]').filter({ hasText: 'browser check' }).count()) === 0);
+  const alice = agentB.locator('tr[data-user-id]').filter({ hasText: A_EMAIL });
+  await alice.getByTestId('user-remove').click();
+  await shot(agentB, 'users-laptop.png');
+  await alice.getByTestId('user-remove').click();
+  await poll('the removed agent to leave the list', async () => (await agentB.locator('tr[data-user-id]').filter({ hasText: A_EMAIL }).count()) === 0);
+  check((await agentB.getByTestId('user-remove').count()) === 0, 'Bob is offered to remove himself');
+  await agentA.reload();
+  await agentA.getByTestId('login-email').waitFor({ state: 'visible', timeout: TIMEOUT });
+
   step('the demo page on a phone, widget closed');
   const ctxLanding = await browser.newContext(phone);
   const landing = watch(await ctxLanding.newPage(), 'landing (phone)');

@@ -171,15 +171,8 @@ impl Server {
         ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let task = tokio::spawn(async move {
-            let _ = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await;
+            let _ = baton_web::serve(listener, app, std::future::pending()).await;
         });
         Ok(Server {
             addr,
@@ -347,6 +340,11 @@ impl Process {
         format!("http://{}", self.addr)
     }
 
+    /// The process id, for reading `/proc/<pid>/status`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the process the way an operator would (SIGTERM), then waits.
     /// [`Process::stop`], then what the process logged.
     pub async fn stop_and_read_log(self) -> Result<String> {
@@ -415,6 +413,43 @@ impl Silent {
         let _ = self.task.await;
         self.held.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
+}
+
+/// What a `baton` command printed, and whether it succeeded.
+pub struct CliOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `baton <args>` on this test's database, with `stdin` as its input.
+pub async fn baton_cli(
+    binary: &Path,
+    db: &TestDb,
+    args: &[&str],
+    stdin: &str,
+) -> Result<CliOutput> {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(binary)
+        .args(args)
+        .env("BATON_DATA_DIR", db.data_dir())
+        .env("BATON_DATABASE_URL", &db.url)
+        .env_remove("BATON_CONFIG")
+        .current_dir(db.data_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run baton {}", args.join(" ")))?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin.as_bytes()).await?;
+    }
+    let out = child.wait_with_output().await?;
+    Ok(CliOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
 }
 
 pub fn free_port() -> Result<u16> {
@@ -594,6 +629,10 @@ impl StaffClient {
 
     pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
         self.send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Result<(u16, Value)> {
+        self.send(reqwest::Method::DELETE, path, Value::Null).await
     }
 
     /// The stored messages of a conversation.

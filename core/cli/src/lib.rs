@@ -8,7 +8,6 @@
 //! process concerns (arguments, logging, signals); it holds no domain logic.
 
 use anyhow::{Context, Result, anyhow, bail};
-use axum::serve::ListenerExt;
 use baton_channel_web::WebChannel;
 use baton_model::Role;
 use baton_runtime::auth::{TokenKind, check_password_policy, hash_password, new_token, token_hash};
@@ -74,6 +73,27 @@ pub struct Common {
     /// Folder plugins load from; `<data dir>/plugins` when absent.
     #[arg(long, env = "BATON_PLUGINS_DIR", global = true)]
     pub plugins_dir: Option<PathBuf>,
+    /// The address browsers reach Baton at (`https://support.example.com`);
+    /// state-changing requests from any other origin are refused. Without
+    /// it, a request's own `Host` is the served origin.
+    #[arg(long, env = "BATON_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Serve `/metrics` without credentials on this address too (one only
+    /// the monitoring system reaches, e.g. 127.0.0.1:9090).
+    #[arg(long, env = "BATON_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<String>,
+    /// A bearer token that opens `/metrics` on the main address.
+    #[arg(
+        long,
+        env = "BATON_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+    /// Let webhooks and `webhook` actions reach loopback, private and
+    /// link-local addresses (`[security] allow_private_webhooks`).
+    #[arg(long, env = "BATON_ALLOW_PRIVATE_WEBHOOKS", global = true)]
+    pub allow_private_webhooks: bool,
 }
 
 impl Common {
@@ -119,6 +139,12 @@ pub enum UserCommand {
     },
     /// List staff accounts.
     List,
+    /// Remove (deactivate) a staff account: its sessions and API tokens stop
+    /// working, the conversations it held go back to the queue.
+    Remove {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +157,13 @@ pub enum TokenCommand {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// List API tokens (id, user, label, created, last used); one user's with --email.
+    List {
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Revoke an API token by its id (from `baton token list`): it stops working at once.
+    Revoke { id: String },
 }
 
 /// The process entry point.
@@ -224,6 +257,78 @@ pub async fn run(cli: Cli) -> Result<()> {
             store.close().await;
             Ok(())
         }
+        Some(Command::User(UserCommand::Remove { email })) => {
+            let store = open_store(&cli.common).await?;
+            let user = store
+                .user_by_email(&email)
+                .await
+                .context("cannot look up the user")?
+                .with_context(|| format!("no active user with email {email}"))?;
+            let now = baton_runtime::Clock::system().now();
+            let outcome = store
+                .deactivate_user(&user.id, now)
+                .await
+                .with_context(|| format!("cannot remove {email}"))?;
+            let result = match outcome {
+                baton_store::Deactivation::Done => {
+                    requeue_removed(&store, &cli.common, &user).await?;
+                    println!("removed {} <{}>", user.name, user.email);
+                    Ok(())
+                }
+                baton_store::Deactivation::LastOwner => Err(anyhow!(
+                    "{email} is the last owner; make someone else an owner first"
+                )),
+                baton_store::Deactivation::NotFound
+                | baton_store::Deactivation::AlreadyDeactivated => {
+                    Err(anyhow!("no active user with email {email}"))
+                }
+            };
+            store.close().await;
+            result
+        }
+        Some(Command::Token(TokenCommand::List { email })) => {
+            let store = open_store(&cli.common).await?;
+            let user_id = match &email {
+                Some(email) => Some(
+                    store
+                        .user_by_email(email)
+                        .await
+                        .context("cannot look up the user")?
+                        .with_context(|| format!("no active user with email {email}"))?
+                        .id,
+                ),
+                None => None,
+            };
+            let tokens = store
+                .list_api_tokens(user_id.as_deref())
+                .await
+                .context("cannot list tokens")?;
+            for t in tokens {
+                let used = t
+                    .token
+                    .last_used_at
+                    .map_or_else(|| "never used".to_owned(), |at| format!("last used {at}"));
+                println!(
+                    "{}\t{}\t{}\tcreated {}\t{used}",
+                    t.token.id, t.user_email, t.token.name, t.token.created_at
+                );
+            }
+            store.close().await;
+            Ok(())
+        }
+        Some(Command::Token(TokenCommand::Revoke { id })) => {
+            let store = open_store(&cli.common).await?;
+            let done = store
+                .revoke_api_token(&id)
+                .await
+                .context("cannot revoke the token")?;
+            store.close().await;
+            if !done {
+                bail!("no API token with id {id}; `baton token list` shows them");
+            }
+            println!("revoked {id}");
+            Ok(())
+        }
         Some(Command::Token(TokenCommand::Create { email, name })) => {
             let store = open_store(&cli.common).await?;
             let user = store
@@ -244,6 +349,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `baton user remove` without a server: the removed user's conversations
+/// go back to the queue through the same runtime path the API uses.
+async fn requeue_removed(store: &Store, common: &Common, user: &baton_store::User) -> Result<()> {
+    let config = load_config(common)?;
+    let bot = KnowledgeBot::from_config(&config).context("cannot load the knowledge base")?;
+    let runtime = Runtime::new(store.clone(), config, Arc::new(bot));
+    runtime
+        .user_removed(&baton_model::AgentRef {
+            id: user.id.clone(),
+            name: user.name.clone(),
+        })
+        .await;
+    Ok(())
 }
 
 fn describe_db(common: &Common) -> String {
@@ -268,15 +388,26 @@ pub async fn open_store(common: &Common) -> Result<Store> {
 }
 
 /// Reads the configuration: `--config`/`BATON_CONFIG`, else `./baton.toml` when present.
+/// `BATON_ALLOW_PRIVATE_WEBHOOKS=true` (or the flag) turns the setting on over the file.
 pub fn load_config(common: &Common) -> Result<Config> {
     let path = match &common.config {
-        Some(p) => p.clone(),
-        None if Path::new("baton.toml").exists() => PathBuf::from("baton.toml"),
-        None => return Ok(Config::default()),
+        Some(p) => Some(p.clone()),
+        None if Path::new("baton.toml").exists() => Some(PathBuf::from("baton.toml")),
+        None => None,
     };
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    Config::from_toml(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let mut config = match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            Config::from_toml(&text)
+                .with_context(|| format!("invalid config file {}", path.display()))?
+        }
+        None => Config::default(),
+    };
+    if common.allow_private_webhooks {
+        config.security.allow_private_webhooks = true;
+    }
+    Ok(config)
 }
 
 /// Builds the runtime with its bot and channels, ready to serve. Fails with
@@ -367,16 +498,34 @@ async fn serve(common: &Common) -> Result<()> {
              then sign in at http://{addr}/inbox"
         );
     }
+    let public_origin = common
+        .public_url
+        .as_deref()
+        .map(public_origin)
+        .transpose()?;
+    let metrics_addr: Option<SocketAddr> = common
+        .metrics_listen
+        .as_deref()
+        .map(|a| {
+            a.parse().with_context(|| {
+                format!("BATON_METRICS_LISTEN `{a}` is not an address like 127.0.0.1:9090")
+            })
+        })
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener
         .local_addr()
         .context("cannot read the bound address")?;
-    // Chat frames are small and latency matters more than packet count.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let metrics_listener = match metrics_addr {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} for metrics"))?,
+        ),
+        None => None,
+    };
     let runtime = build_runtime(store, config)?;
     runtime
         .load_bot_settings()
@@ -384,20 +533,30 @@ async fn serve(common: &Common) -> Result<()> {
         .context("cannot load the saved bot settings")?;
     start_plugins(common, &runtime).await?;
     runtime.start_background().await?;
-    let app = router(AppState::new(
+    if runtime.config().security.allow_private_webhooks {
+        warn!("webhooks may reach private and loopback addresses (allow_private_webhooks)");
+    }
+    let state = AppState::new(
         runtime.clone(),
         WebOptions {
             secure_cookies: common.secure_cookies,
             plugins_dir: Some(common.plugins_dir()),
+            public_origin,
+            metrics_token: common.metrics_token.clone().filter(|t| !t.is_empty()),
         },
-    ));
+    );
+    if let Some(metrics) = metrics_listener {
+        let app = baton_web::metrics_router(state.clone());
+        info!(address = %metrics.local_addr().context("cannot read the metrics address")?, "metrics are served without credentials on this address");
+        tokio::spawn(async move {
+            if let Err(e) = baton_web::serve(metrics, app, std::future::pending()).await {
+                warn!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    let app = router(state);
     info!(address = %local, database = %describe_db(common), "baton is serving on http://{local} (demo site /, inbox /inbox, widget /widget.js)");
-    let served = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    let served = baton_web::serve(listener, app, shutdown_signal()).await;
     // Hand on the work under way however serving ended.
     runtime.shutdown().await;
     served.context("server error")?;
@@ -433,6 +592,24 @@ async fn start_plugins(common: &Common, runtime: &Runtime) -> Result<()> {
     host.watch();
     runtime.install_plugins(host);
     Ok(())
+}
+
+/// `BATON_PUBLIC_URL` as an origin: `scheme://host[:port]`, no path.
+fn public_origin(url: &str) -> Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let authority = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"))
+        .filter(|a| !a.is_empty() && !a.contains(['/', '?', '#', ' ']))
+        .with_context(|| {
+            format!("BATON_PUBLIC_URL `{url}` is not a URL like https://support.example.com")
+        })?;
+    let scheme = if trimmed.starts_with("https://") {
+        "https"
+    } else {
+        "http"
+    };
+    Ok(format!("{scheme}://{authority}"))
 }
 
 async fn shutdown_signal() {

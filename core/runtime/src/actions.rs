@@ -234,8 +234,15 @@ impl Runtime {
                     "data": {"conversation": ConversationView::from(&conv)},
                 })
                 .to_string();
+                if !self.outbound_policy().allows_literal(url) {
+                    return Err(Error::Invalid(format!(
+                        "webhook {}: {}",
+                        redact_url(url),
+                        crate::outbound::REFUSED
+                    )));
+                }
                 let mut request = self
-                    .http()
+                    .webhook_http()
                     .post(url)
                     .header("content-type", "application/json");
                 if let Some(secret) = secret {
@@ -245,22 +252,40 @@ impl Runtime {
                         crate::webhooks::signature_header(secret, t, &body),
                     );
                 }
-                let response = request
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| Error::Invalid(format!("webhook {url}: {e}")))?;
+                let response = request.body(body).send().await.map_err(|e| {
+                    let why = if crate::outbound::is_refused(&e) {
+                        crate::outbound::REFUSED.to_owned()
+                    } else {
+                        e.without_url().to_string()
+                    };
+                    Error::Invalid(format!("webhook {}: {why}", redact_url(url)))
+                })?;
                 let status = response.status();
                 if status.is_success() {
                     Ok(format!("webhook answered {}", status.as_u16()))
                 } else {
                     Err(Error::Invalid(format!(
-                        "webhook {url} answered {}",
+                        "webhook {} answered {}",
+                        redact_url(url),
                         status.as_u16()
                     )))
                 }
             }
         }
+    }
+}
+
+/// A URL as the action log shows it: scheme, host and path, without the
+/// query string (which may carry a token).
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "(unparsable url)".to_owned(),
     }
 }
 

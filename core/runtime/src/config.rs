@@ -27,6 +27,9 @@ pub struct Config {
     /// `[conversations]`: lifecycle timing.
     #[serde(default)]
     pub conversations: ConversationsConfig,
+    /// `[security]`: what outbound requests may reach.
+    #[serde(default)]
+    pub security: SecurityConfig,
     /// `[[departments]]`: teams with their own hours, topics and assignment.
     #[serde(default)]
     pub departments: Vec<DepartmentConfig>,
@@ -622,6 +625,17 @@ impl Default for WebhooksConfig {
             timeout: Duration::from_secs(10),
         }
     }
+}
+
+/// `[security]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// `allow_private_webhooks`: let webhooks and `webhook` actions reach
+    /// loopback, private and link-local addresses (receivers on your own
+    /// network, tests). Also `BATON_ALLOW_PRIVATE_WEBHOOKS=true`. Default
+    /// `false`.
+    pub allow_private_webhooks: bool,
 }
 
 /// `[conversations]`.

@@ -55,8 +55,11 @@ struct Inner {
     webhook_wake: Arc<Notify>,
     /// One automatic-assignment run at a time on this node.
     assign_lock: tokio::sync::Mutex<()>,
-    /// For post-hand-over webhooks and the LLM.
+    /// For plugins' host calls (their manifests allow-list the hosts).
     http: reqwest::Client,
+    /// For URLs entered through the API: webhooks and `webhook` actions.
+    /// It refuses internal addresses unless the operator allows them.
+    webhook_http: reqwest::Client,
     /// A bot reply as it is being written (LLM streaming); ephemeral, this node only.
     drafts: tokio::sync::broadcast::Sender<Draft>,
     /// The WebAssembly plugin host, once installed.
@@ -69,6 +72,12 @@ struct Inner {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Background tasks that [`Runtime::shutdown`] waits for.
     stoppable: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+fn outbound_policy(config: &Config) -> crate::outbound::OutboundPolicy {
+    crate::outbound::OutboundPolicy {
+        allow_private: config.security.allow_private_webhooks,
+    }
 }
 
 /// The text a bot has written so far in a streamed reply.
@@ -98,6 +107,7 @@ impl Runtime {
             .map(|(id, bot)| (id.clone(), Arc::new(bot.clone())))
             .collect();
         bots.insert(DEFAULT_BOT.to_owned(), Arc::new(config.bot.clone()));
+        let webhook_http = crate::outbound::client(outbound_policy(&config));
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -113,6 +123,7 @@ impl Runtime {
                     .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .unwrap_or_default(),
+                webhook_http,
                 drafts: tokio::sync::broadcast::channel(256).0,
                 plugins: std::sync::OnceLock::new(),
                 plugin_wake: Arc::new(Notify::new()),
@@ -172,6 +183,16 @@ impl Runtime {
 
     pub(crate) fn http(&self) -> &reqwest::Client {
         &self.inner.http
+    }
+
+    /// The client for webhooks and `webhook` actions (see [`crate::outbound`]).
+    pub(crate) fn webhook_http(&self) -> &reqwest::Client {
+        &self.inner.webhook_http
+    }
+
+    /// What outbound URLs entered through the API may reach.
+    pub fn outbound_policy(&self) -> crate::outbound::OutboundPolicy {
+        outbound_policy(&self.inner.config)
     }
 
     /// Streamed bot replies as they are written, for the widget.
@@ -284,10 +305,8 @@ impl Runtime {
             config: self.inner.config.webhooks.clone(),
             clock: self.inner.clock.clone(),
             wake: self.inner.webhook_wake.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            http: self.inner.webhook_http.clone(),
+            policy: self.outbound_policy(),
         };
         let dispatching = tokio::spawn(dispatcher.run(self.inner.stopping.subscribe()));
         let acting = tokio::spawn(self.clone().plugin_jobs(self.inner.stopping.subscribe()));
@@ -1136,6 +1155,38 @@ impl Runtime {
             let rt = self.clone();
             tokio::spawn(async move { rt.assign_waiting().await });
         }
+    }
+
+    /// A staff member was removed: the conversations they held go back to
+    /// the queue (visitors are not left with nobody), and assignment runs.
+    pub async fn user_removed(&self, agent: &AgentRef) {
+        let held = self
+            .inner
+            .store
+            .list_conversations(&baton_store::ConversationFilter {
+                status: Some(baton_model::Status::Active),
+                assignee: baton_store::AssigneeFilter::User(agent.id.clone()),
+                limit: 10_000,
+                ..Default::default()
+            })
+            .await;
+        match held {
+            Ok(held) => {
+                for conv in held {
+                    let by = agent.clone();
+                    if let Err(e) = self
+                        .apply(&conv.id, |_| Input::Unclaim { by: by.clone() })
+                        .await
+                    {
+                        warn!(conversation_id = %conv.id, error = %e, "cannot requeue a removed user's conversation");
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(user_id = %agent.id, error = %e, "cannot list a removed user's conversations")
+            }
+        }
+        self.presence_changed();
     }
 
     pub async fn claim(&self, conversation_id: &str, agent: &AgentRef) -> Result<Conversation> {

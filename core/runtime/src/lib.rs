@@ -25,6 +25,7 @@ mod engine;
 pub mod hours;
 mod knowledge;
 pub mod llm;
+pub mod outbound;
 pub mod plugins;
 mod routing;
 mod settings;

@@ -82,7 +82,7 @@ impl Runtime {
         let bot = patched(&base, &saved)?;
         self.config().check_bot(&bot).map_err(Error::Invalid)?;
         self.check_action_staff(&bot).await?;
-        self.check_action_staff(&bot).await?;
+        self.check_action_urls(&base, &bot).await?;
         self.store()
             .save_bot_settings(bot_id, &saved.to_string(), self.now())
             .await?;
@@ -108,6 +108,33 @@ impl Runtime {
                     "handover.actions[{i}] ({}): no staff member has the email `{email}`",
                     action.name()
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Webhook URLs entered here must pass the outbound policy; those that
+    /// come from `baton.toml` are the operator's and are checked only when
+    /// they are called.
+    async fn check_action_urls(&self, file: &BotConfig, bot: &BotConfig) -> Result<()> {
+        use crate::config::ActionConfig;
+        let from_file: Vec<&str> = file
+            .handover
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                ActionConfig::Webhook { url, .. } => Some(url.as_str()),
+                _ => None,
+            })
+            .collect();
+        for (i, action) in bot.handover.actions.iter().enumerate() {
+            if let ActionConfig::Webhook { url, .. } = action
+                && !from_file.contains(&url.as_str())
+            {
+                self.outbound_policy()
+                    .check_url(url)
+                    .await
+                    .map_err(|e| Error::Invalid(format!("handover.actions[{i}] (webhook): {e}")))?;
             }
         }
         Ok(())

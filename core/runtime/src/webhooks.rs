@@ -44,7 +44,9 @@ pub(crate) struct Dispatcher {
     pub config: WebhooksConfig,
     pub clock: Clock,
     pub wake: Arc<Notify>,
+    /// The guarded client of [`crate::outbound`].
     pub http: reqwest::Client,
+    pub policy: crate::outbound::OutboundPolicy,
 }
 
 /// How long a stopping node lets attempts under way finish before it gives
@@ -77,7 +79,10 @@ impl Dispatcher {
                     let http = self.http.clone();
                     let config = self.config.clone();
                     let clock = self.clock.clone();
-                    sends.spawn(async move { attempt(store, http, config, clock, delivery).await });
+                    let policy = self.policy;
+                    sends.spawn(async move {
+                        attempt(store, http, policy, config, clock, delivery).await
+                    });
                 }
                 let stopped = tokio::select! {
                     () = settle(&mut sends) => false,
@@ -142,6 +147,7 @@ async fn settle(sends: &mut tokio::task::JoinSet<baton_store::Result<()>>) {
 async fn attempt(
     store: Store,
     http: reqwest::Client,
+    policy: crate::outbound::OutboundPolicy,
     config: WebhooksConfig,
     clock: Clock,
     delivery: Delivery,
@@ -163,6 +169,22 @@ async fn attempt(
             .await;
     };
     let sent_at = clock.now();
+    if !policy.allows_literal(&hook.url) {
+        // Registered before the policy (or with it off): refused for good,
+        // and recorded without a word on what is there.
+        let now = clock.now();
+        info!(delivery_id = %delivery.id, webhook_id = %hook.id, "webhook target refused by policy");
+        return store
+            .record_attempt(
+                &delivery.id,
+                DeliveryStatus::Failed,
+                None,
+                Some(crate::outbound::REFUSED),
+                now,
+                now,
+            )
+            .await;
+    }
     let result = http
         .post(&hook.url)
         .timeout(config.timeout)
@@ -207,7 +229,8 @@ async fn attempt(
             .await;
     }
     let attempts = delivery.attempts + 1;
-    if attempts >= config.max_attempts {
+    let refused = error.as_deref() == Some(crate::outbound::REFUSED);
+    if attempts >= config.max_attempts || refused {
         info!(delivery_id = %delivery.id, webhook_id = %hook.id, attempts, "webhook delivery failed for good");
         return store
             .record_attempt(
@@ -236,7 +259,9 @@ async fn attempt(
 }
 
 fn describe(e: reqwest::Error) -> String {
-    if e.is_timeout() {
+    if crate::outbound::is_refused(&e) {
+        crate::outbound::REFUSED.into()
+    } else if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
         "connection refused or unreachable".into()

@@ -29,7 +29,9 @@ pub use conversations::{
 };
 pub use events::{StoredEvent, new_event_id};
 pub use plugins::{PluginJob, PowerUpSession};
-pub use users::{ApiToken, NewUser, RoutingUpdate, SessionRecord, User};
+pub use users::{
+    ApiToken, Deactivation, NewUser, RoutingUpdate, SessionRecord, TokenListing, User,
+};
 pub use webhooks::{Delivery, DeliveryStatus, NewWebhook, Webhook};
 pub use work::{ActionRun, HandoverTimes, Notification, Task};
 

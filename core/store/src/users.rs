@@ -29,6 +29,9 @@ pub struct User {
     pub notify_task: bool,
     pub password_hash: String,
     pub created_at: Timestamp,
+    /// When the account was removed; a deactivated user cannot sign in and
+    /// is left out of every list but the admins' on request.
+    pub deactivated_at: Option<Timestamp>,
 }
 
 pub struct NewUser<'a> {
@@ -52,14 +55,34 @@ pub struct ApiToken {
     pub name: String,
     pub user_id: String,
     pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// An API token with its owner, for the token list.
+#[derive(Clone, Debug)]
+pub struct TokenListing {
+    pub token: ApiToken,
+    pub user_name: String,
+    pub user_email: String,
+}
+
+/// What became of a request to deactivate a user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deactivation {
+    Done,
+    NotFound,
+    AlreadyDeactivated,
+    /// The user is the last active owner: someone must be able to administer.
+    LastOwner,
 }
 
 const USER_COLUMNS: &str = "id, email, name, role, presence, last_seen_at, departments, \
-     expertise, capacity, last_assigned_at, notify_assigned, notify_task, password_hash, created_at";
+     expertise, capacity, last_assigned_at, notify_assigned, notify_task, password_hash, \
+     created_at, deactivated_at";
 /// The same columns on the alias `u`, for joins.
 const U_COLUMNS: &str = "u.id, u.email, u.name, u.role, u.presence, u.last_seen_at, \
      u.departments, u.expertise, u.capacity, u.last_assigned_at, u.notify_assigned, \
-     u.notify_task, u.password_hash, u.created_at";
+     u.notify_task, u.password_hash, u.created_at, u.deactivated_at";
 
 /// A staff member's routing and notification settings; `None` keeps the current value.
 #[derive(Clone, Debug, Default)]
@@ -93,6 +116,21 @@ fn user(row: &AnyRow) -> Result<User> {
         notify_task: row.try_get::<i64, _>("notify_task")? != 0,
         password_hash: row.try_get("password_hash")?,
         created_at: Timestamp(row.try_get("created_at")?),
+        deactivated_at: row
+            .try_get::<Option<i64>, _>("deactivated_at")?
+            .map(Timestamp),
+    })
+}
+
+fn api_token(row: &AnyRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        user_id: row.try_get("user_id")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        last_used_at: row
+            .try_get::<Option<i64>, _>("last_used_at")?
+            .map(Timestamp),
     })
 }
 
@@ -139,8 +177,10 @@ impl Store {
         row.as_ref().map(user).transpose()
     }
 
+    /// The active user with this email (a deactivated one is nobody).
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deactivated_at IS NULL");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(email.trim().to_lowercase())
             .fetch_optional(&self.pool)
@@ -148,7 +188,19 @@ impl Store {
         row.as_ref().map(user).transpose()
     }
 
+    /// The active users, oldest first.
     pub async fn list_users(&self) -> Result<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE deactivated_at IS NULL ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user).collect()
+    }
+
+    /// Every user, deactivated ones included, oldest first.
+    pub async fn list_all_users(&self) -> Result<Vec<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.pool)
@@ -156,8 +208,67 @@ impl Store {
         rows.iter().map(user).collect()
     }
 
+    /// Deactivates a user and deletes their sessions and API tokens, in one
+    /// transaction. The last active owner cannot be deactivated: the owners'
+    /// rows are locked first, so two admins removing the last two owners at
+    /// once cannot both succeed.
+    pub async fn deactivate_user(&self, user_id: &str, now: Timestamp) -> Result<Deactivation> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE users SET role = role WHERE role = 'owner' AND deactivated_at IS NULL")
+            .execute(&mut *tx.inner)
+            .await?;
+        let row = sqlx::query("SELECT role, deactivated_at FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *tx.inner)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Deactivation::NotFound);
+        };
+        if row.try_get::<Option<i64>, _>("deactivated_at")?.is_some() {
+            return Ok(Deactivation::AlreadyDeactivated);
+        }
+        let role: String = row.try_get("role")?;
+        if role == Role::Owner.as_str() {
+            let owners: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND deactivated_at IS NULL",
+            )
+            .fetch_one(&mut *tx.inner)
+            .await?
+            .try_get("n")?;
+            if owners <= 1 {
+                return Ok(Deactivation::LastOwner);
+            }
+        }
+        sqlx::query("UPDATE users SET deactivated_at = $1, presence = 'offline' WHERE id = $2")
+            .bind(now.millis())
+            .bind(user_id)
+            .execute(&mut *tx.inner)
+            .await?;
+        for table in ["sessions", "api_tokens"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE user_id = $1"
+            )))
+            .bind(user_id)
+            .execute(&mut *tx.inner)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Deactivation::Done)
+    }
+
+    /// Lets a deactivated user sign in again (with their old password).
+    pub async fn reactivate_user(&self, user_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET deactivated_at = NULL WHERE id = $1 AND deactivated_at IS NOT NULL",
+        )
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     pub async fn count_users(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users")
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE deactivated_at IS NULL")
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get("n")?)
@@ -273,7 +384,7 @@ impl Store {
         let sql = format!(
             "SELECT s.csrf_token, s.expires_at, {U_COLUMNS} \
              FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2"
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deactivated_at IS NULL"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
@@ -320,19 +431,94 @@ impl Store {
             name: name.to_owned(),
             user_id: user_id.to_owned(),
             created_at: now,
+            last_used_at: None,
         })
     }
 
-    /// The user an API token belongs to.
-    pub async fn user_by_api_token(&self, token_hash: &str) -> Result<Option<User>> {
+    /// The user an API token belongs to, and the token.
+    pub async fn user_by_api_token(&self, token_hash: &str) -> Result<Option<(User, ApiToken)>> {
         let sql = format!(
-            "SELECT {U_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1"
+            "SELECT {U_COLUMNS}, t.id AS token_id, t.name AS token_name, \
+             t.created_at AS token_created_at, t.last_used_at AS token_last_used_at \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND u.deactivated_at IS NULL"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(user).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let u = user(&row)?;
+        let token = ApiToken {
+            id: row.try_get("token_id")?,
+            name: row.try_get("token_name")?,
+            user_id: u.id.clone(),
+            created_at: Timestamp(row.try_get("token_created_at")?),
+            last_used_at: row
+                .try_get::<Option<i64>, _>("token_last_used_at")?
+                .map(Timestamp),
+        };
+        Ok(Some((u, token)))
+    }
+
+    /// Records that a token was used now.
+    pub async fn touch_api_token(&self, token_id: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now.millis())
+            .bind(token_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// API tokens, newest first: one user's, or everyone's (`None`).
+    pub async fn list_api_tokens(&self, user_id: Option<&str>) -> Result<Vec<TokenListing>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, t.user_id, t.created_at, t.last_used_at, \
+             u.name AS user_name, u.email AS user_email \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE ($1 IS NULL OR t.user_id = $1) ORDER BY t.created_at DESC, t.id DESC",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(TokenListing {
+                    token: api_token(r)?,
+                    user_name: r.try_get("user_name")?,
+                    user_email: r.try_get("user_email")?,
+                })
+            })
+            .collect()
+    }
+
+    /// One API token by its id.
+    pub async fn api_token(&self, id: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query(
+            "SELECT id, name, user_id, created_at, last_used_at FROM api_tokens WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(api_token).transpose()
+    }
+
+    /// Deletes an API token: it stops working at once. False if there was none.
+    pub async fn revoke_api_token(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes the API token with this hash (a sign-out with it).
+    pub async fn revoke_api_token_by_hash(&self, token_hash: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -2590,13 +2590,82 @@
       addLabel: 'Add user',
       path: '/api/v1/users',
       form: addUserForm,
-      render: (res) => usersTable((res && res.users) || []),
+      render: (res, reload) => {
+        const tokens = h('div', { class: 'tokens-slot' });
+        loadTokens(tokens);
+        return h('div', null, usersTable((res && res.users) || [], reload), tokens);
+      },
     });
   }
 
-  function usersTable(users) {
+  /** The API tokens: yours, or everyone's for admins; each can be revoked. */
+  async function loadTokens(slot) {
+    clear(slot).appendChild(loadingBlock('Loading API tokens…'));
+    let tokens;
+    try {
+      const res = await api('GET', '/api/v1/tokens');
+      tokens = (res && res.tokens) || [];
+    } catch (e) {
+      clear(slot).appendChild(errorBlock(e, 'API tokens'));
+      return;
+    }
+    const created = h('div', { class: 'token-created', hidden: true, 'aria-live': 'polite' });
+    const label = h('input', { class: 'input', type: 'text', maxlength: '100', placeholder: 'e.g. reporting script', autocomplete: 'off', 'data-testid': 'token-name' });
+    const make = h('button', { class: 'btn btn-secondary', type: 'submit', 'data-testid': 'token-create' }, icon('plus'), 'Create token');
+    const form = h('form', { class: 'token-form', novalidate: true, 'aria-label': 'Create an API token' },
+      field('Label', label), make);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      make.disabled = true;
+      try {
+        const res = await api('POST', '/api/v1/tokens', { name: label.value.trim() || 'api' });
+        await loadTokens(slot);
+        const shown = slot.querySelector('.token-created');
+        if (shown && res && res.token) {
+          shown.hidden = false;
+          append(clear(shown), [
+            h('p', { text: 'Copy this token now: it is not shown again. Send it as "Authorization: Bearer <token>".' }),
+            h('code', { class: 'mono token-secret', 'data-testid': 'token-secret', text: res.token })]);
+        }
+      } catch (ex) {
+        report(ex);
+        make.disabled = false;
+      }
+    });
+    const tbody = h('tbody');
+    for (const t of tokens) {
+      const revoke = confirmButton('Revoke', async () => {
+        await api('DELETE', '/api/v1/tokens/' + enc(t.id));
+        toast('Token "' + t.name + '" revoked: it no longer works.', 'success');
+        loadTokens(slot);
+      }, 'token-revoke');
+      tbody.appendChild(h('tr', { 'data-token-id': t.id },
+        h('td', null, h('span', { class: 'cell-strong', text: t.name })),
+        h('td', { class: 'cell-muted', text: (t.user && (t.user.name || t.user.email)) || '—' }),
+        h('td', { class: 'cell-muted hide-sm', text: t.created_at ? fullDate(t.created_at) : '—' }),
+        h('td', { class: 'cell-muted', text: t.last_used_at ? fullDate(t.last_used_at) : 'Never' }),
+        h('td', null, revoke)));
+    }
+    if (!tokens.length) tbody.appendChild(h('tr', null, h('td', { colspan: '5', class: 'cell-empty', text: 'No API tokens.' })));
+    clear(slot).appendChild(h('section', { class: 'tokens-section', 'aria-label': 'API tokens' },
+      h('h2', { class: 'form-section', text: 'API tokens' }),
+      h('p', { class: 'field-help section-help', text: 'Scripts and integrations sign in with these. A revoked token stops working at once.' }),
+      h('div', { class: 'card card--pad' }, form, created),
+      h('div', { class: 'card table-card' }, h('table', { class: 'table', 'data-testid': 'tokens-table' },
+        h('thead', null, h('tr', null, ['Label', 'User', 'Created', 'Last used', ''].map((t) => h('th', { scope: 'col', text: t, class: t === 'Created' ? 'hide-sm' : null })))),
+        tbody))));
+  }
+
+  function usersTable(users, reload) {
     const tbody = h('tbody');
     for (const u of users) {
+      const isMe = S.me && u.id === S.me.id;
+      const remove = isMe ? null : confirmButton('Remove', async () => {
+        await api('DELETE', '/api/v1/users/' + enc(u.id));
+        toast(u.name + ' was removed: they can no longer sign in, and the conversations they held are back in the queue.', 'success');
+        reload();
+      }, 'user-remove', 'trash');
+      if (remove) remove.title = 'Remove ' + u.name;
       const summary = h('span', { class: 'cell-muted routing-summary hide-sm', text: routingSummary(u) });
       const edit = h('button', {
         class: 'btn btn-secondary btn-sm', type: 'button', 'aria-expanded': 'false', 'data-testid': 'user-edit',
@@ -2608,7 +2677,7 @@
         h('td', null, roleCell(u)),
         h('td', null, h('span', { class: 'presence-cell' }, h('span', { class: 'presence-dot presence-' + (u.presence || 'offline') }), words(u.presence || 'offline'))),
         h('td', { class: 'cell-muted', text: u.created_at ? new Date(ts(u.created_at)).toLocaleDateString() : '—' }),
-        h('td', null, h('span', { class: 'routing-cell' }, summary, edit)));
+        h('td', null, h('span', { class: 'routing-cell' }, summary, edit, remove)));
       edit.addEventListener('click', () => toggleUserEditor(u, tr, edit, summary));
       tbody.appendChild(tr);
     }
@@ -3477,19 +3546,26 @@
   }
 
   /** A danger button that asks for a second click within 4 seconds before it runs `run`. */
-  function confirmButton(label, run, testid) {
+  /**
+   * A button that asks for a second click before it runs. With `iconName`
+   * it shows only that icon (its label for screen readers) and a short
+   * "<label>?" once armed, for tight table rows.
+   */
+  function confirmButton(label, run, testid, iconName) {
     let armed = false;
     let timer = 0;
-    const btn = h('button', { class: 'btn btn-danger-ghost btn-sm', type: 'button', text: label, 'data-testid': testid || null });
+    const btn = h('button', { class: 'btn btn-danger-ghost btn-sm', type: 'button', 'data-testid': testid || null });
+    const rest = () => (iconName ? append(clear(btn), [icon(iconName, 'icon--sm'), h('span', { class: 'sr-only', text: label })]) : (btn.textContent = label));
+    rest();
     const disarm = () => {
       armed = false;
-      btn.textContent = label;
+      rest();
       btn.classList.remove('is-armed');
     };
     btn.addEventListener('click', async () => {
       if (!armed) {
         armed = true;
-        btn.textContent = 'Click again to ' + label.toLowerCase();
+        btn.textContent = iconName ? label + '?' : 'Click again to ' + label.toLowerCase();
         btn.classList.add('is-armed');
         timer = setTimeout(disarm, 4000);
         return;

@@ -39,7 +39,6 @@ pub async fn create_webhook(
     Body(body): Body<WebhookBody>,
 ) -> ApiResult<Response> {
     staff.require_admin()?;
-    let url = reqwest_like_url(&body.url)?;
     if body.events.is_empty() {
         return Err(ApiError::invalid(
             "events must name at least one event type, or \"*\"",
@@ -57,6 +56,13 @@ pub async fn create_webhook(
     if body.secret.len() < 8 || body.secret.len() > 256 {
         return Err(ApiError::invalid("secret must be 8 to 256 bytes"));
     }
+    // Last, as it may ask DNS.
+    let url = state
+        .runtime()
+        .outbound_policy()
+        .check_url(&body.url)
+        .await
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
     let hook = state
         .runtime()
         .store()
@@ -74,23 +80,6 @@ pub async fn create_webhook(
         Json(json!({"webhook": webhook_json(&hook)})),
     )
         .into_response())
-}
-
-/// Accepts only absolute http(s) URLs with a host.
-fn reqwest_like_url(url: &str) -> ApiResult<String> {
-    let url = url.trim();
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| ApiError::invalid("url must start with http:// or https://"))?;
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty()
-        || url.len() > 2048
-        || url.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(ApiError::invalid(format!("`{url}` is not a usable URL")));
-    }
-    Ok(url.to_owned())
 }
 
 pub async fn list_webhooks(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {

@@ -7,7 +7,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use baton_model::{AgentRef, Conversation, Role};
-use baton_runtime::auth::{TokenKind, token_hash};
+use baton_runtime::auth::{TokenKind, constant_time_eq, token_hash};
 use baton_store::User;
 use std::net::SocketAddr;
 
@@ -18,6 +18,33 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// A signed-in staff member.
 pub struct Staff {
     pub user: User,
+    /// What they signed in with, so that it can be revoked.
+    pub credential: Credential,
+}
+
+/// The secret a staff request came with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// A browser session, by its token's hash.
+    Session(String),
+    /// An API token, by its id.
+    ApiToken(String),
+}
+
+/// Something that stopped working just now: open streams that rest on it close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    User(String),
+    Credential(Credential),
+}
+
+impl Revoked {
+    pub fn ends(&self, staff: &Staff) -> bool {
+        match self {
+            Revoked::User(id) => *id == staff.user.id,
+            Revoked::Credential(c) => *c == staff.credential,
+        }
+    }
 }
 
 impl Staff {
@@ -94,13 +121,25 @@ impl FromRequestParts<AppState> for Staff {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let store = state.runtime().store();
         let now = state.runtime().now();
-        let user = if let Some(token) = bearer(&parts.headers) {
+        if is_state_changing(&parts.method) {
+            check_origin(&parts.headers, state.public_origin())?;
+        }
+        let (user, credential) = if let Some(token) = bearer(&parts.headers) {
             // Bearer requests are exempt from CSRF: a browser never adds them on its own.
             match TokenKind::of(token) {
-                Some(TokenKind::Api) => store
-                    .user_by_api_token(&token_hash(token))
-                    .await?
-                    .ok_or_else(|| ApiError::unauthorized("unknown or revoked API token"))?,
+                Some(TokenKind::Api) => {
+                    let (user, record) = store
+                        .user_by_api_token(&token_hash(token))
+                        .await?
+                        .ok_or_else(|| ApiError::unauthorized("unknown or revoked API token"))?;
+                    let stale = record
+                        .last_used_at
+                        .is_none_or(|used| now.since(used) >= TOKEN_TOUCH_MS);
+                    if stale {
+                        store.touch_api_token(&record.id, now).await?;
+                    }
+                    (user, Credential::ApiToken(record.id))
+                }
                 Some(TokenKind::Visitor) => {
                     return Err(ApiError::forbidden(
                         "a visitor token cannot use staff endpoints",
@@ -109,8 +148,9 @@ impl FromRequestParts<AppState> for Staff {
                 _ => return Err(ApiError::unauthorized("unknown or revoked API token")),
             }
         } else if let Some(session) = cookie(&parts.headers, SESSION_COOKIE) {
+            let hash = token_hash(session);
             let record = store
-                .session(&token_hash(session), now)
+                .session(&hash, now)
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("your session has expired; sign in again"))?;
             if is_state_changing(&parts.method) {
@@ -127,7 +167,7 @@ impl FromRequestParts<AppState> for Staff {
                     ));
                 }
             }
-            record.user
+            (record.user, Credential::Session(hash))
         } else {
             return Err(ApiError::unauthorized(
                 "sign in, or send `Authorization: Bearer <api token>`",
@@ -142,7 +182,50 @@ impl FromRequestParts<AppState> for Staff {
         if stale {
             store.touch_user(&user.id, now).await?;
         }
-        Ok(Staff { user })
+        Ok(Staff { user, credential })
+    }
+}
+
+/// How often a token's "last used" is written, at most.
+const TOKEN_TOUCH_MS: i64 = 60_000;
+
+/// Refuses a request whose `Origin` is another site's.
+///
+/// Browsers send `Origin` on every cross-site request and on same-site
+/// POST/PUT/PATCH/DELETE; a page on another site that gets a signed-in
+/// browser to send one (with or without a stolen CSRF token) is refused
+/// here. Requests without `Origin` (curl, scripts, server-to-server) are
+/// left to the CSRF token and bearer rules. The served origin is
+/// `BATON_PUBLIC_URL` when set, else the request's own `Host`.
+pub fn check_origin(headers: &HeaderMap, public_origin: Option<&str>) -> ApiResult<()> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let refuse = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "origin",
+            "this request comes from another site (its Origin is not this server's)",
+        )
+    };
+    let origin = origin.to_str().map_err(|_| refuse())?.trim();
+    if let Some(public) = public_origin
+        && origin.eq_ignore_ascii_case(public)
+    {
+        return Ok(());
+    }
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(refuse)?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(refuse)?;
+    if authority.eq_ignore_ascii_case(host) {
+        Ok(())
+    } else {
+        Err(refuse())
     }
 }
 
@@ -181,11 +264,6 @@ impl FromRequestParts<AppState> for Visitor {
         )?;
         Visitor::from_token(state, token).await
     }
-}
-
-/// Compares secrets without an early exit that would leak how much matched.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn role_from(text: &str) -> ApiResult<Role> {

@@ -2,9 +2,11 @@
 //! widget's status frames.
 
 use crate::AppState;
-use crate::auth::{SESSION_COOKIE, Staff, cookie};
+use crate::auth::{Credential, SESSION_COOKIE, Staff, cookie};
 use crate::error::{ApiError, ApiResult};
-use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{
+    CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade, close_code,
+};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -18,6 +20,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
 
 /// Someone is typing in a conversation.
 #[derive(Clone, Debug)]
@@ -66,7 +69,8 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
     {
         // A cookie-authenticated WebSocket must come from our own pages:
         // browsers send cookies on cross-site upgrades too.
-        check_same_origin(&parts.headers)?;
+        crate::auth::check_origin(&parts.headers, state.public_origin())
+            .map_err(|_| ApiError::forbidden("cross-origin WebSocket refused"))?;
     }
     let staff = Staff::from_request_parts(&mut parts, &state).await?;
     let rx = state.runtime().bus().subscribe();
@@ -74,7 +78,10 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
             .await
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        // The inbox sends nothing but pings and closes; a big frame is abuse.
         return Ok(upgrade
+            .max_message_size(STAFF_FRAME_LIMIT)
+            .max_frame_size(STAFF_FRAME_LIMIT)
             .on_upgrade(move |socket| staff_socket(state, staff, rx, socket))
             .into_response());
     }
@@ -90,68 +97,130 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
             "open a WebSocket, or ask with `Accept: text/event-stream`",
         ));
     }
-    let gauge = Arc::new((state.metrics().ws_open(), Heartbeat::start(&state, &staff)));
-    let events = stream::unfold((rx, state, gauge), |(mut rx, state, gauge)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) if visible(&state, &event) => {
-                    let sse = SseEvent::default()
-                        .id(event.envelope.id.clone())
-                        .event(event.envelope.kind.as_str())
-                        .data(event.body.clone());
-                    return Some((Ok::<_, Infallible>(sse), (rx, state, gauge)));
+    let (heartbeat, ended) = Heartbeat::start(&state, staff);
+    let gauge = Arc::new((state.metrics().ws_open(), heartbeat));
+    let events = stream::unfold(
+        (rx, state, gauge, ended),
+        |(mut rx, state, gauge, mut ended)| async move {
+            loop {
+                let event = tokio::select! {
+                    event = rx.recv() => event,
+                    // Signed out, revoked or removed: the stream ends.
+                    _ = ended.changed() => return None,
+                };
+                match event {
+                    Ok(event) if visible(&state, &event) => {
+                        let sse = SseEvent::default()
+                            .id(event.envelope.id.clone())
+                            .event(event.envelope.kind.as_str())
+                            .data(event.body.clone());
+                        return Some((Ok::<_, Infallible>(sse), (rx, state, gauge, ended)));
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        let sse = SseEvent::default()
+                            .event("lagged")
+                            .data(json!({"missed": n}).to_string());
+                        return Some((Ok(sse), (rx, state, gauge, ended)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => {
-                    let sse = SseEvent::default()
-                        .event("lagged")
-                        .data(json!({"missed": n}).to_string());
-                    return Some((Ok(sse), (rx, state, gauge)));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
 }
 
-fn check_same_origin(headers: &axum::http::HeaderMap) -> ApiResult<()> {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (None, _) => Ok(()),
-        (Some(origin), Some(host)) if origin.split("://").nth(1) == Some(host) => Ok(()),
-        _ => Err(ApiError::forbidden("cross-origin WebSocket refused")),
-    }
-}
+/// The largest frame the inbox's socket accepts.
+const STAFF_FRAME_LIMIT: usize = 16 * 1024;
 
-/// Marks a staff member as present while their inbox stream is open; stops
-/// when dropped with the stream.
+/// Marks a staff member as present while their inbox stream is open, and
+/// watches that what they signed in with still holds: a sign-out, a revoked
+/// token or a removed user on this node ends the stream at once (the
+/// `ended` receiver turns), and one on another node at the next heartbeat,
+/// when the credential is checked again. Stops when dropped with the stream.
 struct Heartbeat(tokio::task::JoinHandle<()>);
 
 impl Heartbeat {
-    fn start(state: &AppState, staff: &Staff) -> Self {
-        let (state, user_id) = (state.clone(), staff.user.id.clone());
+    fn start(state: &AppState, staff: Staff) -> (Self, watch::Receiver<bool>) {
+        let (ended_tx, ended) = watch::channel(false);
+        let state = state.clone();
+        let mut revoked = state.inner.revoked.subscribe();
         let every = Duration::from_millis(baton_runtime::PRESENCE_HEARTBEAT_MS.unsigned_abs());
-        Heartbeat(tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            let user_id = staff.user.id.clone();
             let mut tick = tokio::time::interval(every);
             loop {
-                tick.tick().await;
-                let now = state.runtime().now();
-                if let Err(e) = state.runtime().store().touch_user(&user_id, now).await {
-                    tracing::warn!(%user_id, error = %e, "cannot record a staff heartbeat");
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let now = state.runtime().now();
+                        if !still_valid(&state, &staff).await {
+                            break;
+                        }
+                        if let Err(e) = state.runtime().store().touch_user(&user_id, now).await {
+                            tracing::warn!(%user_id, error = %e, "cannot record a staff heartbeat");
+                        }
+                    }
+                    what = revoked.recv() => match what {
+                        Ok(what) if what.ends(&staff) => break,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
                 }
             }
-        }))
+            tracing::info!(%user_id, "staff stream ended: its sign-in was revoked");
+            let _ = ended_tx.send(true);
+        });
+        (Heartbeat(task), ended)
     }
+}
+
+/// Whether the session or API token a stream was opened with still works.
+/// A failing database keeps the stream (it is not proof of a revocation).
+async fn still_valid(state: &AppState, staff: &Staff) -> bool {
+    let store = state.runtime().store();
+    let found = match &staff.credential {
+        Credential::Session(hash) => store
+            .session(hash, state.runtime().now())
+            .await
+            .map(|s| s.is_some()),
+        Credential::ApiToken(id) => store.api_token(id).await.map(|t| t.is_some()),
+    };
+    found.unwrap_or(true)
 }
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Whether a WebSocket read failed because the peer sent a message or frame
+/// over the limit.
+pub fn too_big(error: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// Closes a socket with 1009 ("message too big") before the connection goes.
+pub async fn close_too_big<S>(sink: &mut S)
+where
+    S: futures_util::Sink<WsMessage> + Unpin,
+{
+    let frame = CloseFrame {
+        code: close_code::SIZE,
+        reason: "message too big".into(),
+    };
+    let _ = sink.send(WsMessage::Close(Some(frame))).await;
+    let _ = sink.close().await;
 }
 
 async fn staff_socket(
@@ -161,14 +230,26 @@ async fn staff_socket(
     socket: WebSocket,
 ) {
     let _gauge = state.metrics().ws_open();
-    let _heartbeat = Heartbeat::start(&state, &staff);
+    let (_heartbeat, mut ended) = Heartbeat::start(&state, staff);
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {
             msg = incoming.next() => match msg {
+                Some(Err(e)) if too_big(&e) => {
+                    close_too_big(&mut sink).await;
+                    break;
+                }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
                 _ => continue,
             },
+            _ = ended.changed() => {
+                let frame = CloseFrame {
+                    code: close_code::POLICY,
+                    reason: "signed out".into(),
+                };
+                let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                break;
+            }
             event = rx.recv() => match event {
                 Ok(event) => {
                     if !visible(&state, &event) {

@@ -16,13 +16,16 @@ mod error;
 mod events;
 mod extract;
 mod metrics;
+mod serve;
 mod settings;
 mod staff;
+mod throttle;
 mod widget;
 mod work;
 
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
+pub use serve::{HEADER_READ_TIMEOUT, serve};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -55,10 +58,33 @@ struct StateInner {
     ip_limiter: KeyedLimiter,
     staff_limiter: KeyedLimiter,
     login_limiter: KeyedLimiter,
+    /// Failed sign-ins per account (the limiter above is per address).
+    login_throttle: throttle::LoginThrottle,
+    /// Argon2 with bounded memory and concurrency.
+    passwords: baton_runtime::auth::PasswordPool,
     /// Typing notices: fleeting, so they skip the outbox.
     typing: broadcast::Sender<events::Typing>,
-    secure_cookies: bool,
-    plugins_dir: Option<std::path::PathBuf>,
+    /// Credentials and users revoked on this node: open streams resting on
+    /// them close at once (other nodes' streams notice at their next check).
+    revoked: broadcast::Sender<auth::Revoked>,
+    options: WebOptions,
+}
+
+impl StateInner {
+    /// Forgets every limiter key whose bucket is full again (it would allow
+    /// a burst anyway) and sign-in records past their time.
+    fn prune(&self) {
+        for limiter in [
+            &self.widget_limiter,
+            &self.ip_limiter,
+            &self.staff_limiter,
+            &self.login_limiter,
+        ] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.login_throttle.prune(std::time::Instant::now());
+    }
 }
 
 /// Options the binary sets on the web layer.
@@ -68,6 +94,12 @@ pub struct WebOptions {
     pub secure_cookies: bool,
     /// Where plugins are installed (`BATON_PLUGINS_DIR`), listed on the admin page.
     pub plugins_dir: Option<std::path::PathBuf>,
+    /// The origin browsers reach Baton at (`BATON_PUBLIC_URL`, e.g.
+    /// `https://support.example.com`); without it, a request's own `Host`.
+    pub public_origin: Option<String>,
+    /// A bearer token that opens `/metrics` (`BATON_METRICS_TOKEN`); admins'
+    /// credentials open it too.
+    pub metrics_token: Option<String>,
 }
 
 impl AppState {
@@ -78,7 +110,8 @@ impl AppState {
                 .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN))
         };
         let (typing, _) = broadcast::channel(1024);
-        Self {
+        let (revoked, _) = broadcast::channel(64);
+        let state = Self {
             inner: Arc::new(StateInner {
                 metrics: Metrics::new(),
                 widget_limiter: RateLimiter::keyed(quota(
@@ -98,12 +131,43 @@ impl AppState {
                     Quota::per_minute(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN))
                         .allow_burst(NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN)),
                 ),
+                login_throttle: throttle::LoginThrottle::default(),
+                passwords: baton_runtime::auth::PasswordPool::for_this_machine(),
                 typing,
-                secure_cookies: options.secure_cookies,
-                plugins_dir: options.plugins_dir,
+                revoked,
+                options,
                 runtime,
             }),
-        }
+        };
+        state.prune_in_background();
+        state
+    }
+
+    /// Drops the rate limiters' and the sign-in throttle's stale keys every
+    /// minute, so that a stream of new addresses or tokens cannot grow them
+    /// without end. Stops when the state is dropped.
+    fn prune_in_background(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.prune();
+            }
+        });
+    }
+
+    fn public_origin(&self) -> Option<&str> {
+        self.inner.options.public_origin.as_deref()
+    }
+
+    fn revoke(&self, what: auth::Revoked) {
+        let _ = self.inner.revoked.send(what);
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -143,9 +207,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(staff::logout))
         .route("/me", get(staff::me))
         .route("/me/presence", put(staff::set_presence))
-        .route("/tokens", post(staff::create_token))
+        .route("/tokens", get(staff::list_tokens).post(staff::create_token))
+        .route("/tokens/{id}", delete(staff::revoke_token))
         .route("/users", get(staff::list_users).post(staff::create_user))
-        .route("/users/{id}", patch(staff::update_user))
+        .route(
+            "/users/{id}",
+            patch(staff::update_user).delete(staff::remove_user),
+        )
         .route("/agents", get(staff::list_agents))
         .route("/bots", get(settings::list_bots))
         .route("/bots/{id}", put(settings::update_bot))
@@ -203,7 +271,7 @@ pub fn router(state: AppState) -> Router {
         .route("/inbox", get(assets::inbox_page))
         .route("/assets/{file}", get(assets::asset))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::render))
+        .route("/metrics", get(metrics::render_for_staff))
         .nest("/api/v1", api.nest("/channels", channels.with_state(())))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -212,9 +280,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The pages' content security policy. Only the chat page may be framed (by
+/// any site: customers embed it in an `<iframe>`); every other page refuses
+/// to be, so that no site can overlay the inbox to trick an agent's clicks.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+const CSP_EMBEDDABLE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'; object-src 'none'";
+
 /// Counts requests and sets the security headers every response carries.
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let widget = req.uri().path().starts_with("/api/v1/widget/");
+    let embeddable = req.uri().path().starts_with("/chat/");
     let preflight = widget && req.method() == axum::http::Method::OPTIONS;
     let mut response = if preflight {
         StatusCode::NO_CONTENT.into_response()
@@ -229,12 +306,12 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let set = |h: &mut axum::http::HeaderMap, k, v: &'static str| {
         h.entry(k).or_insert(HeaderValue::from_static(v));
     };
-    set(
-        headers,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self'; frame-ancestors *; base-uri 'none'; form-action 'self'; object-src 'none'",
-    );
+    if embeddable {
+        set(headers, header::CONTENT_SECURITY_POLICY, CSP_EMBEDDABLE);
+    } else {
+        set(headers, header::CONTENT_SECURITY_POLICY, CSP);
+        set(headers, header::X_FRAME_OPTIONS, "DENY");
+    }
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::REFERRER_POLICY, "no-referrer");
     response
@@ -262,6 +339,15 @@ fn widget_cors(preflight: bool, response: &mut Response) {
             HeaderValue::from_static("600"),
         );
     }
+}
+
+/// `/metrics` alone, without credentials, for `BATON_METRICS_LISTEN`: an
+/// address only the monitoring system reaches.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .fallback(not_found)
+        .with_state(state)
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -300,4 +386,24 @@ async fn method_not_allowed() -> ApiError {
         "method_not_allowed",
         "this endpoint does not take that method",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_keys_of_addresses_gone_quiet_are_dropped() {
+        let limiter: KeyedLimiter = RateLimiter::keyed(
+            Quota::per_second(NonZeroU32::new(1000).unwrap())
+                .allow_burst(NonZeroU32::new(1).unwrap()),
+        );
+        for i in 0..500 {
+            let _ = limiter.check_key(&format!("ip:10.0.{}.{}", i / 256, i % 256));
+        }
+        assert_eq!(limiter.len(), 500);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        limiter.retain_recent();
+        assert_eq!(limiter.len(), 0);
+    }
 }

@@ -1,10 +1,12 @@
 //! Prometheus metrics at `GET /metrics`.
 
 use crate::AppState;
-use axum::extract::State;
+use crate::auth::{Staff, bearer};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use baton_model::SenderKind;
+use baton_runtime::auth::constant_time_eq;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -105,6 +107,26 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `/metrics` on the main address: for `Authorization: Bearer
+/// $BATON_METRICS_TOKEN`, or an owner's or admin's session or API token.
+pub async fn render_for_staff(State(state): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let by_token = match (&state.inner.options.metrics_token, bearer(&parts.headers)) {
+        (Some(expected), Some(sent)) => constant_time_eq(expected.as_bytes(), sent.as_bytes()),
+        _ => false,
+    };
+    if !by_token {
+        let staff = match Staff::from_request_parts(&mut parts, &state).await {
+            Ok(staff) => staff,
+            Err(e) => return e.into_response(),
+        };
+        if let Err(e) = staff.require_admin() {
+            return e.into_response();
+        }
+    }
+    render(State(state)).await
 }
 
 pub async fn render(State(state): State<AppState>) -> Response {

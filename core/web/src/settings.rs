@@ -193,7 +193,7 @@ pub async fn list_plugins(State(state): State<AppState>, staff: Staff) -> ApiRes
         .unwrap_or_default();
     Ok(Json(json!({
         "plugins": plugins,
-        "dir": state.inner.plugins_dir.as_ref().map(|d| d.display().to_string()),
+        "dir": state.inner.options.plugins_dir.as_ref().map(|d| d.display().to_string()),
     })))
 }
 

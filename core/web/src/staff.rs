@@ -1,23 +1,20 @@
 //! The agent and admin side: sign-in, users, tokens and conversations.
 
 use crate::AppState;
-use crate::auth::{CSRF_COOKIE, ClientIp, SESSION_COOKIE, Staff, cookie, role_from};
+use crate::auth::{CSRF_COOKIE, ClientIp, Credential, Revoked, SESSION_COOKIE, Staff, role_from};
 use crate::error::{ApiError, ApiResult};
 use crate::events::Typing;
 use crate::extract::{Body, OptionalBody, Q};
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_model::wire::{ConversationView, MessageView};
 use baton_model::{AgentRef, Input, Presence, Reason, Role, SenderKind, Status, TransferTarget};
-use baton_runtime::auth::{
-    TokenKind, check_password_policy, hash_password, new_token, token_hash, verify_password,
-};
-use baton_store::{AssigneeFilter, ConversationFilter, NewUser, User};
+use baton_runtime::auth::{PoolError, TokenKind, check_password_policy, new_token, token_hash};
+use baton_store::{AssigneeFilter, ConversationFilter, Deactivation, NewUser, TokenListing, User};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::OnceLock;
 
 /// How long a browser session lasts.
 const SESSION_DAYS: i64 = 14;
@@ -34,6 +31,8 @@ pub fn user_json(u: &User) -> Value {
         "capacity": u.capacity,
         "notifications": {"assigned": u.notify_assigned, "task": u.notify_task},
         "created_at": u.created_at,
+        "active": u.deactivated_at.is_none(),
+        "deactivated_at": u.deactivated_at,
     })
 }
 
@@ -47,24 +46,51 @@ pub struct LoginBody {
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Body(body): Body<LoginBody>,
 ) -> ApiResult<Response> {
-    AppState::check_rate(&state.inner.login_limiter, format!("login:{ip}"))?;
+    crate::auth::check_origin(&headers, state.public_origin())?;
+    AppState::check_rate(&state.inner.login_limiter, format!("login:{ip}")).map_err(|e| {
+        ApiError {
+            message: format!(
+                "too many sign-in attempts from your address; try again in {} s",
+                e.retry_after.unwrap_or(1)
+            ),
+            ..e
+        }
+    })?;
+    let attempt = state
+        .inner
+        .login_throttle
+        .begin(&body.email, std::time::Instant::now())
+        .map_err(|wait| {
+            let secs = wait.as_secs().max(1);
+            ApiError {
+                message: format!(
+                    "too many failed sign-ins for this account; try again in {secs} s"
+                ),
+                ..ApiError::rate_limited(secs)
+            }
+        })?;
     let store = state.runtime().store();
     let user = store.user_by_email(&body.email).await?;
-    // Verify against a dummy hash when the user is unknown, so that timing
-    // does not tell which emails have accounts.
+    // Unknown emails are checked against a hash with the same parameters,
+    // so that timing does not tell which emails have accounts.
     let hash = match &user {
         Some(u) => u.password_hash.clone(),
-        None => dummy_hash().to_owned(),
+        None => baton_runtime::auth::dummy_hash().to_owned(),
     };
-    let password = body.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+    let ok = state
+        .inner
+        .passwords
+        .verify(body.password, hash)
         .await
-        .unwrap_or(false);
+        .map_err(pool_error)?;
     let Some(user) = user.filter(|_| ok) else {
+        attempt.failed(std::time::Instant::now());
         return Err(ApiError::unauthorized("wrong email or password"));
     };
+    attempt.succeeded();
     let session = new_token(TokenKind::Session);
     let csrf = new_token(TokenKind::Session)
         .trim_start_matches("bs_")
@@ -74,7 +100,7 @@ pub async fn login(
     store
         .create_session(&token_hash(&session), &user.id, &csrf, now, expires)
         .await?;
-    let secure = if state.inner.secure_cookies {
+    let secure = if state.inner.options.secure_cookies {
         "; Secure"
     } else {
         ""
@@ -96,33 +122,47 @@ pub async fn login(
     Ok(response)
 }
 
-/// A real Argon2id hash of a throwaway password, used only to spend the same
-/// time on unknown emails as on known ones.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| hash_password(&new_token(TokenKind::Session)).unwrap_or_default())
+/// The password pool was too busy, or failed: 503 with `Retry-After`.
+fn pool_error(e: PoolError) -> ApiError {
+    match e {
+        PoolError::Busy { retry_after_secs } => ApiError {
+            retry_after: Some(retry_after_secs),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string())
+        },
+        PoolError::Failed(why) => {
+            tracing::error!(error = %why, "password hashing failed");
+            ApiError::internal()
+        }
+    }
 }
 
+/// Ends what the request signed in with: a browser session (its cookies are
+/// cleared), or the API token it carries, which stops working at once.
 pub async fn logout(State(state): State<AppState>, req: Request) -> ApiResult<Response> {
     let (mut parts, _) = req.into_parts();
     let staff = Staff::from_request_parts(&mut parts, &state).await?;
-    // Signing out is leaving: visitors are no longer promised this person.
-    state
-        .runtime()
-        .store()
-        .set_presence(&staff.user.id, Presence::Offline)
-        .await?;
-    if let Some(session) = cookie(&parts.headers, SESSION_COOKIE) {
-        state
-            .runtime()
-            .store()
-            .delete_session(&token_hash(session))
-            .await?;
+    let store = state.runtime().store();
+    match &staff.credential {
+        Credential::Session(hash) => {
+            // Signing out is leaving: visitors are no longer promised this person.
+            store
+                .set_presence(&staff.user.id, Presence::Offline)
+                .await?;
+            store.delete_session(hash).await?;
+            state.runtime().presence_changed();
+        }
+        Credential::ApiToken(id) => {
+            store.revoke_api_token(id).await?;
+            tracing::info!(user_id = %staff.user.id, token_id = %id, "API token revoked by signing out with it");
+        }
     }
+    state.revoke(Revoked::Credential(staff.credential.clone()));
     let mut response = StatusCode::NO_CONTENT.into_response();
-    for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0")) {
-            response.headers_mut().append(header::SET_COOKIE, v);
+    if matches!(staff.credential, Credential::Session(_)) {
+        for name in [SESSION_COOKIE, CSRF_COOKIE] {
+            if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0")) {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
         }
     }
     Ok(response)
@@ -194,9 +234,130 @@ pub async fn create_token(
         .into_response())
 }
 
-pub async fn list_users(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UsersQuery {
+    /// Also list removed (deactivated) users.
+    #[serde(default)]
+    include_deactivated: bool,
+}
+
+fn token_json(t: &TokenListing) -> Value {
+    json!({
+        "id": t.token.id,
+        "name": t.token.name,
+        "user": {"id": t.token.user_id, "name": t.user_name, "email": t.user_email},
+        "created_at": t.token.created_at,
+        "last_used_at": t.token.last_used_at,
+    })
+}
+
+/// `GET /api/v1/tokens`: your own API tokens; owners and admins see everyone's.
+/// The secrets themselves are never shown again.
+pub async fn list_tokens(State(state): State<AppState>, staff: Staff) -> ApiResult<Json<Value>> {
+    let of = if staff.user.role.may_administer() {
+        None
+    } else {
+        Some(staff.user.id.as_str())
+    };
+    let tokens = state.runtime().store().list_api_tokens(of).await?;
+    Ok(Json(
+        json!({"tokens": tokens.iter().map(token_json).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `DELETE /api/v1/tokens/{id}`: the token stops working at once. Your own,
+/// or anyone's for owners and admins.
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let store = state.runtime().store();
+    let token = store
+        .api_token(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("API token"))?;
+    if token.user_id != staff.user.id {
+        // Someone else's token: only admins may know it exists.
+        staff
+            .require_admin()
+            .map_err(|_| ApiError::not_found("API token"))?;
+    }
+    if !store.revoke_api_token(&id).await? {
+        return Err(ApiError::not_found("API token"));
+    }
+    state.revoke(Revoked::Credential(Credential::ApiToken(id.clone())));
+    tracing::info!(token_id = %id, by = %staff.user.id, "API token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /api/v1/users/{id}`: removes (deactivates) a staff member. Their
+/// sessions and API tokens stop working at once; the conversations they
+/// handled keep their name, and those they held go back to the queue. The
+/// last owner cannot be removed, nor can you remove yourself.
+pub async fn remove_user(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     staff.require_admin()?;
-    let users = state.runtime().store().list_users().await?;
+    let store = state.runtime().store();
+    let target = store
+        .user(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    if target.id == staff.user.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "self_removal",
+            "you cannot remove your own account; ask another admin",
+        ));
+    }
+    if target.role == Role::Owner && staff.user.role != Role::Owner {
+        return Err(ApiError::forbidden("only an owner may remove an owner"));
+    }
+    match store.deactivate_user(&id, state.runtime().now()).await? {
+        Deactivation::Done => {}
+        Deactivation::NotFound => return Err(ApiError::not_found("user")),
+        Deactivation::AlreadyDeactivated => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_removed",
+                "this user was already removed",
+            ));
+        }
+        Deactivation::LastOwner => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last_owner",
+                "this is the last owner; make someone else an owner first",
+            ));
+        }
+    }
+    state.revoke(Revoked::User(id.clone()));
+    tracing::info!(user_id = %id, by = %staff.user.id, "user removed");
+    state
+        .runtime()
+        .user_removed(&AgentRef {
+            id: target.id.clone(),
+            name: target.name.clone(),
+        })
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_users(
+    State(state): State<AppState>,
+    staff: Staff,
+    Q(q): Q<UsersQuery>,
+) -> ApiResult<Json<Value>> {
+    staff.require_admin()?;
+    let users = if q.include_deactivated {
+        state.runtime().store().list_all_users().await?
+    } else {
+        state.runtime().store().list_users().await?
+    };
     let users: Vec<Value> = users
         .iter()
         .map(|u| {
@@ -240,6 +401,9 @@ pub struct UpdateUserBody {
     capacity: Option<i64>,
     #[serde(default)]
     notifications: Option<NotificationSettings>,
+    /// `true` brings back a removed user (they sign in with their old password).
+    #[serde(default)]
+    active: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -286,9 +450,15 @@ pub async fn update_user(
         && body.name.is_none()
         && body.departments.is_none()
         && body.expertise.is_none()
-        && body.capacity.is_none();
+        && body.capacity.is_none()
+        && body.active.is_none();
     if !only_own_notifications {
         staff.require_admin()?;
+    }
+    if body.active == Some(false) {
+        return Err(ApiError::invalid(
+            "to remove a user, send DELETE /api/v1/users/{id}",
+        ));
     }
     let departments = clean_list(body.departments, "departments")?;
     if let Some(list) = &departments
@@ -311,6 +481,10 @@ pub async fn update_user(
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     let role = body.role.as_deref().map(role_from).transpose()?;
+    let reactivate = body.active == Some(true) && target.deactivated_at.is_some();
+    if reactivate && target.role == Role::Owner && staff.user.role != Role::Owner {
+        return Err(ApiError::forbidden("only an owner may bring back an owner"));
+    }
     let touches_owner = target.role == Role::Owner || role == Some(Role::Owner);
     if touches_owner && role.is_some_and(|r| r != target.role) && staff.user.role != Role::Owner {
         return Err(ApiError::forbidden(
@@ -347,6 +521,10 @@ pub async fn update_user(
         notify_assigned: body.notifications.as_ref().and_then(|n| n.assigned),
         notify_task: body.notifications.as_ref().and_then(|n| n.task),
     };
+    if reactivate {
+        state.runtime().store().reactivate_user(&id).await?;
+        tracing::info!(user_id = %id, by = %staff.user.id, "user brought back");
+    }
     state
         .runtime()
         .store()
@@ -412,14 +590,12 @@ pub async fn create_user(
         return Err(ApiError::invalid("name must be 1 to 100 characters"));
     }
     check_password_policy(&body.password).map_err(ApiError::invalid)?;
-    let password = body.password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+    let hash = state
+        .inner
+        .passwords
+        .hash(body.password)
         .await
-        .map_err(|_| ApiError::internal())?
-        .map_err(|e| {
-            tracing::error!(error = %e, "password hashing failed");
-            ApiError::internal()
-        })?;
+        .map_err(pool_error)?;
     let user = state
         .runtime()
         .store()

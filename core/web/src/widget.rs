@@ -330,6 +330,7 @@ pub async fn ws(
     let max = state.runtime().config().limits.max_message_bytes + 4096;
     Ok(upgrade
         .max_message_size(max)
+        .max_frame_size(max)
         .on_upgrade(move |socket| visitor_socket(state, visitor, q.after.unwrap_or(0), socket))
         .into_response())
 }
@@ -383,7 +384,14 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
     loop {
         tokio::select! {
             incoming = stream.next() => {
-                let Some(Ok(msg)) = incoming else { break };
+                let msg = match incoming {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) if crate::events::too_big(&e) => {
+                        crate::events::close_too_big(&mut sink).await;
+                        break;
+                    }
+                    _ => break,
+                };
                 let body = match msg {
                     WsMessage::Text(t) => t.as_bytes().to_vec(),
                     WsMessage::Binary(b) => b.to_vec(),

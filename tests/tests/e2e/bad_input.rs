@@ -294,7 +294,11 @@ async fn bad_input_is_refused_clearly_and_loses_nothing() -> Result<()> {
         s == 200 && doc["paths"]["/api/v1/conversations/{id}/claim"].is_object(),
         "openapi"
     );
-    let metrics = http
+    // Metrics are for the owner (or a metrics token), not for anyone.
+    let (s, _) = status_json(http.get(format!("{base}/metrics")).send().await?).await?;
+    ensure!(s == 401, "metrics without credentials: {s}");
+    let metrics = olive
+        .http
         .get(format!("{base}/metrics"))
         .send()
         .await?

@@ -410,6 +410,8 @@ async fn every_post_handover_action_runs_in_order_and_failures_are_recorded_on(
     let dead = format!("http://127.0.0.1:{}/gone", baton_tests::free_port()?);
     let config = format!(
         r#"
+[security]
+allow_private_webhooks = true
 [bot.handover]
 [[bot.handover.actions]]
 type = "assign"

@@ -14,6 +14,7 @@ mod llm;
 mod nodes;
 mod pages;
 mod plugins;
+mod security;
 mod slack;
 mod store_suite;
 mod telegram;

@@ -7,8 +7,8 @@ use baton_model::{
     Timestamp, step,
 };
 use baton_store::{
-    AssigneeFilter, ConversationFilter, DeliveryStatus, NewContact, NewConversation, NewMessage,
-    NewUser, NewWebhook, Store,
+    AssigneeFilter, ConversationFilter, Deactivation, DeliveryStatus, NewContact, NewConversation,
+    NewMessage, NewUser, NewWebhook, Store,
 };
 use baton_tests::{Backend, TestDb};
 
@@ -76,14 +76,63 @@ async fn suite(backend: Backend) -> Result<()> {
             .await?
             .is_none()
     );
-    store.create_api_token(&user.id, "ci", "t-hash", t).await?;
+    let token = store.create_api_token(&user.id, "ci", "t-hash", t).await?;
     ensure!(
         store
             .user_by_api_token("t-hash")
             .await?
-            .is_some_and(|u| u.id == user.id)
+            .is_some_and(|(u, tok)| u.id == user.id && tok.id == token.id)
     );
     ensure!(store.user_by_api_token("other").await?.is_none());
+    store.touch_api_token(&token.id, t.plus_millis(5)).await?;
+    let listed = store.list_api_tokens(Some(&user.id)).await?;
+    ensure!(
+        listed.len() == 1
+            && listed[0].token.last_used_at == Some(t.plus_millis(5))
+            && listed[0].user_email == "eve@example.com",
+        "{listed:?}"
+    );
+    ensure!(store.list_api_tokens(Some("nobody")).await?.is_empty());
+    ensure!(store.revoke_api_token(&token.id).await?);
+    ensure!(!store.revoke_api_token(&token.id).await?);
+    ensure!(store.user_by_api_token("t-hash").await?.is_none());
+
+    // Removing users: the last owner stays; a removed user's sessions and
+    // tokens die with the account, and they are nobody to look-ups.
+    let owner = store
+        .create_user(
+            NewUser {
+                email: "olive@example.com",
+                name: "Olive",
+                role: Role::Owner,
+                password_hash: "h",
+            },
+            t,
+        )
+        .await?;
+    ensure!(store.deactivate_user(&owner.id, t).await? == Deactivation::LastOwner);
+    store
+        .create_session("eve-session", &user.id, "c", t, t.plus_millis(10_000))
+        .await?;
+    store
+        .create_api_token(&user.id, "ci", "eve-token", t)
+        .await?;
+    ensure!(store.deactivate_user(&user.id, t).await? == Deactivation::Done);
+    ensure!(store.deactivate_user(&user.id, t).await? == Deactivation::AlreadyDeactivated);
+    ensure!(store.deactivate_user("nobody", t).await? == Deactivation::NotFound);
+    ensure!(store.session("eve-session", t).await?.is_none());
+    ensure!(store.user_by_api_token("eve-token").await?.is_none());
+    ensure!(store.user_by_email("eve@example.com").await?.is_none());
+    ensure!(store.list_users().await?.iter().all(|u| u.id != user.id));
+    ensure!(
+        store
+            .list_all_users()
+            .await?
+            .iter()
+            .any(|u| u.id == user.id && u.deactivated_at.is_some())
+    );
+    ensure!(store.reactivate_user(&user.id).await?);
+    ensure!(store.user_by_email("eve@example.com").await?.is_some());
 
     // Conversations: a returning contact is recognised by its channel identity.
     let new = |thread: &str| NewConversation {

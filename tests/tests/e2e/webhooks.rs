@@ -134,7 +134,8 @@ async fn lifecycle(base: &str, staff: &StaffClient) -> Result<()> {
 
 async fn signed_events(backend: Backend) -> Result<()> {
     let db = TestDb::new(backend).await?;
-    let server = Server::start(&db, "").await?;
+    // The receiver is on loopback: the operator's opt-in lets it through.
+    let server = Server::start(&db, "[security]\nallow_private_webhooks = true\n").await?;
     server
         .add_user("admin@example.com", "Ada", "admin", "admin-password")
         .await?;
@@ -242,7 +243,7 @@ async fn cli_token(binary: &std::path::Path, db: &TestDb) -> Result<String> {
 async fn outage_and_restart(backend: Backend) -> Result<()> {
     let binary = baton_binary()?;
     let db = TestDb::new(backend).await?;
-    let config = "[webhooks]\nretry_base = \"100ms\"\nretry_max = \"400ms\"\nmax_attempts = 1000\n";
+    let config = "[security]\nallow_private_webhooks = true\n[webhooks]\nretry_base = \"100ms\"\nretry_max = \"400ms\"\nmax_attempts = 1000\n";
 
     // The first start with no users says how to get in.
     let node = Process::start(&binary, &db, config, "first").await?;
@@ -320,7 +321,9 @@ async fn stop_during_delivery(backend: Backend) -> Result<()> {
     let db = TestDb::new(backend).await?;
     // The lease of an attempt is the timeout plus 30 s: far beyond the wait below.
     let config = "[webhooks]\ntimeout = \"60s\"\nretry_base = \"100ms\"\nretry_max = \"400ms\"\n";
-    let node = Process::start(&binary, &db, config, "first").await?;
+    // The loopback receiver is let through by the variable this time.
+    let private = [("BATON_ALLOW_PRIVATE_WEBHOOKS", "true")];
+    let node = Process::start_with_env(&binary, &db, config, "first", &private).await?;
     let token = cli_token(&binary, &db).await?;
 
     // A receiver that takes the connection and never answers.
@@ -349,7 +352,7 @@ async fn stop_during_delivery(backend: Backend) -> Result<()> {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let _task = receiver.serve(listener).await;
-    let node = Process::start(&binary, &db, config, "second").await?;
+    let node = Process::start_with_env(&binary, &db, config, "second", &private).await?;
     receiver
         .wait_for(&["conversation.started"], 15)
         .await
