@@ -264,6 +264,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("cannot look up the user")?
                 .with_context(|| format!("no active user with email {email}"))?;
+            // Everything that may fail comes before the removal: a removed
+            // user's conversations must go back to the queue.
+            let runtime = removal_runtime(&store, &cli.common)?;
             let now = baton_runtime::Clock::system().now();
             let outcome = store
                 .deactivate_user(&user.id, now)
@@ -271,7 +274,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("cannot remove {email}"))?;
             let result = match outcome {
                 baton_store::Deactivation::Done => {
-                    requeue_removed(&store, &cli.common, &user).await?;
+                    runtime
+                        .user_removed(&baton_model::AgentRef {
+                            id: user.id.clone(),
+                            name: user.name.clone(),
+                        })
+                        .await;
                     println!("removed {} <{}>", user.name, user.email);
                     Ok(())
                 }
@@ -351,19 +359,14 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `baton user remove` without a server: the removed user's conversations
-/// go back to the queue through the same runtime path the API uses.
-async fn requeue_removed(store: &Store, common: &Common, user: &baton_store::User) -> Result<()> {
+/// The runtime `baton user remove` puts a removed user's conversations back
+/// in the queue with, through the same path the API uses. On PostgreSQL a
+/// running server hears of it at once; on SQLite its inboxes see the change
+/// when they next load (the events are in the outbox, and webhooks get them).
+fn removal_runtime(store: &Store, common: &Common) -> Result<Runtime> {
     let config = load_config(common)?;
     let bot = KnowledgeBot::from_config(&config).context("cannot load the knowledge base")?;
-    let runtime = Runtime::new(store.clone(), config, Arc::new(bot));
-    runtime
-        .user_removed(&baton_model::AgentRef {
-            id: user.id.clone(),
-            name: user.name.clone(),
-        })
-        .await;
-    Ok(())
+    Ok(Runtime::new(store.clone(), config, Arc::new(bot)))
 }
 
 fn describe_db(common: &Common) -> String {
@@ -554,9 +557,16 @@ async fn serve(common: &Common) -> Result<()> {
             }
         });
     }
+    let streams = state.clone();
     let app = router(state);
     info!(address = %local, database = %describe_db(common), "baton is serving on http://{local} (demo site /, inbox /inbox, widget /widget.js)");
-    let served = baton_web::serve(listener, app, shutdown_signal()).await;
+    let stop = async move {
+        shutdown_signal().await;
+        // Open streams end now, so that clients reconnect elsewhere and the
+        // drain does not wait on them.
+        streams.stop_streams();
+    };
+    let served = baton_web::serve(listener, app, stop).await;
     // Hand on the work under way however serving ended.
     runtime.shutdown().await;
     served.context("server error")?;
@@ -594,22 +604,22 @@ async fn start_plugins(common: &Common, runtime: &Runtime) -> Result<()> {
     Ok(())
 }
 
-/// `BATON_PUBLIC_URL` as an origin: `scheme://host[:port]`, no path.
+/// `BATON_PUBLIC_URL` as an origin: `scheme://host[:port]`, no path; a
+/// default port (`:443` over https) is dropped, as browsers drop it.
 fn public_origin(url: &str) -> Result<String> {
     let trimmed = url.trim().trim_end_matches('/');
-    let authority = trimmed
-        .strip_prefix("https://")
-        .or_else(|| trimmed.strip_prefix("http://"))
-        .filter(|a| !a.is_empty() && !a.contains(['/', '?', '#', ' ']))
-        .with_context(|| {
-            format!("BATON_PUBLIC_URL `{url}` is not a URL like https://support.example.com")
-        })?;
-    let scheme = if trimmed.starts_with("https://") {
-        "https"
-    } else {
-        "http"
-    };
-    Ok(format!("{scheme}://{authority}"))
+    let bad = || format!("BATON_PUBLIC_URL `{url}` is not a URL like https://support.example.com");
+    let (scheme, authority) = trimmed.split_once("://").with_context(bad)?;
+    let scheme = scheme.to_ascii_lowercase();
+    if !(scheme == "http" || scheme == "https")
+        || authority.is_empty()
+        || authority.contains(['/', '?', '#', ' ', '@'])
+    {
+        bail!(bad());
+    }
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(authority);
+    Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
 }
 
 async fn shutdown_signal() {

@@ -241,10 +241,12 @@ impl Runtime {
                         crate::outbound::REFUSED
                     )));
                 }
-                let mut request = self
-                    .webhook_http()
-                    .post(url)
-                    .header("content-type", "application/json");
+                let Some(http) = self.webhook_http() else {
+                    return Err(Error::Invalid(
+                        "webhook: no HTTP client (see the start-up log)".into(),
+                    ));
+                };
+                let mut request = http.post(url).header("content-type", "application/json");
                 if let Some(secret) = secret {
                     let t = self.now().millis() / 1000;
                     request = request.header(

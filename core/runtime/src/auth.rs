@@ -191,27 +191,46 @@ pub enum PoolError {
 /// that wait in a queue of bounded length for at most `max_wait`; past either
 /// bound they get [`PoolError::Busy`] (the web layer answers 503 with
 /// `Retry-After`).
+///
+/// A caller that gives up (its client disconnected) gives up nothing the
+/// pool counts: its place in the queue is released by a guard, and a hash
+/// that has started holds its worker slot and its buffer until it ends, so
+/// hashes never outnumber buffers.
 pub struct PasswordPool {
     permits: Arc<tokio::sync::Semaphore>,
-    buffers: Mutex<Vec<Vec<Block>>>,
-    queued: AtomicUsize,
+    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    queued: Arc<AtomicUsize>,
     max_queue: usize,
     max_wait: Duration,
 }
 
+/// The most hashes that run at once, whatever the machine: 4 × 19 MiB keeps
+/// the hashing memory under 80 MiB on a 64-core server too.
+pub const MAX_HASH_WORKERS: usize = 4;
+
+/// A place in the pool's queue, given back however the wait ends.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl PasswordPool {
-    /// A pool sized to this machine's cores.
+    /// A pool sized to this machine's cores, at most [`MAX_HASH_WORKERS`].
     pub fn for_this_machine() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::new(cores, cores * 16, Duration::from_secs(3))
+        let workers = cores.clamp(1, MAX_HASH_WORKERS);
+        Self::new(workers, workers * 16, Duration::from_secs(3))
     }
 
     pub fn new(workers: usize, max_queue: usize, max_wait: Duration) -> Self {
         let workers = workers.max(1);
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(workers)),
-            buffers: Mutex::new(Vec::new()),
-            queued: AtomicUsize::new(0),
+            buffers: Arc::new(Mutex::new(Vec::new())),
+            queued: Arc::new(AtomicUsize::new(0)),
             max_queue,
             max_wait,
         }
@@ -237,34 +256,35 @@ impl PasswordPool {
             retry_after_secs: self.max_wait.as_secs().max(1),
         };
         // The queue's length is bounded before anyone waits in it.
+        let place = Queued(self.queued.clone());
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(busy);
         }
         let permit =
             tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned()).await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        drop(place);
         let Ok(Ok(permit)) = permit else {
             return Err(busy);
         };
-        let mut memory = self
-            .buffers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_default();
-        let (result, memory) = tokio::task::spawn_blocking(move || {
+        // The permit and the buffer travel with the blocking job: if this
+        // caller is dropped now, the hash still ends before either is free.
+        let buffers = self.buffers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut memory = buffers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .unwrap_or_default();
             let result = job(&mut memory);
-            (result, memory)
+            buffers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(memory);
+            drop(permit);
+            result
         })
         .await
-        .map_err(|e| PoolError::Failed(format!("password hashing stopped: {e}")))?;
-        self.buffers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(memory);
-        drop(permit);
-        result
+        .map_err(|e| PoolError::Failed(format!("password hashing stopped: {e}")))?
     }
 }
 
@@ -336,6 +356,28 @@ mod tests {
             .filter(|r| matches!(r, Err(PoolError::Busy { .. })))
             .count();
         assert!(busy >= 1, "{a:?} {b:?} {c:?}");
+        assert_eq!(pool.buffers.lock().unwrap().len(), 1);
+        assert_eq!(pool.queued.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_gives_up_keeps_no_place_and_frees_no_slot_early() {
+        let pool = Arc::new(PasswordPool::new(1, 4, Duration::from_secs(5)));
+        let hash = hash_password("correct horse").unwrap();
+        // Many callers abandon their wait (a client disconnecting).
+        for _ in 0..20 {
+            let waiting = tokio::time::timeout(
+                Duration::from_millis(1),
+                pool.verify("guess".into(), hash.clone()),
+            )
+            .await;
+            drop(waiting);
+        }
+        // Whatever was running has ended by now; the queue is empty again.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(pool.queued.load(Ordering::Acquire), 0);
+        assert!(pool.verify("correct horse".into(), hash).await.unwrap());
+        // Never more buffers than workers.
         assert_eq!(pool.buffers.lock().unwrap().len(), 1);
     }
 

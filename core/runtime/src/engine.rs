@@ -59,7 +59,7 @@ struct Inner {
     http: reqwest::Client,
     /// For URLs entered through the API: webhooks and `webhook` actions.
     /// It refuses internal addresses unless the operator allows them.
-    webhook_http: reqwest::Client,
+    webhook_http: Option<reqwest::Client>,
     /// A bot reply as it is being written (LLM streaming); ephemeral, this node only.
     drafts: tokio::sync::broadcast::Sender<Draft>,
     /// The WebAssembly plugin host, once installed.
@@ -107,7 +107,9 @@ impl Runtime {
             .map(|(id, bot)| (id.clone(), Arc::new(bot.clone())))
             .collect();
         bots.insert(DEFAULT_BOT.to_owned(), Arc::new(config.bot.clone()));
-        let webhook_http = crate::outbound::client(outbound_policy(&config));
+        let webhook_http = crate::outbound::client(outbound_policy(&config))
+            .inspect_err(|e| tracing::error!(error = %e, "webhooks and webhook actions are off"))
+            .ok();
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -186,8 +188,8 @@ impl Runtime {
     }
 
     /// The client for webhooks and `webhook` actions (see [`crate::outbound`]).
-    pub(crate) fn webhook_http(&self) -> &reqwest::Client {
-        &self.inner.webhook_http
+    pub(crate) fn webhook_http(&self) -> Option<&reqwest::Client> {
+        self.inner.webhook_http.as_ref()
     }
 
     /// What outbound URLs entered through the API may reach.

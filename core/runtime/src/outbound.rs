@@ -211,23 +211,37 @@ pub fn is_refused(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// How a name becomes addresses: the system resolver, or a test's table.
+type Lookup = Arc<
+    dyn Fn(String) -> futures_util::future::BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>
+        + Send
+        + Sync,
+>;
+
+fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+    })
+}
+
 /// Resolves names at connect time and refuses any that resolve to an
 /// internal address.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct GuardedResolver {
     policy: OutboundPolicy,
+    lookup: Lookup,
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy;
+        let lookup = self.lookup.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
             if !policy.allow_private && internal_name(&host) {
                 return Err(Box::new(Refused) as Box<dyn std::error::Error + Send + Sync>);
             }
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = lookup(host).await?;
             if !policy.allow_private && addrs.iter().any(|a| blocked(a.ip())) {
                 return Err(Box::new(Refused) as Box<dyn std::error::Error + Send + Sync>);
             }
@@ -238,14 +252,19 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// The HTTP client for URLs entered through the API: it resolves through
 /// [`GuardedResolver`], follows no redirect and ignores proxy settings
-/// (a proxy would resolve the name where we cannot check it).
-pub fn client(policy: OutboundPolicy) -> reqwest::Client {
+/// (a proxy would resolve the name where we cannot check it). It fails
+/// rather than fall back to an unguarded client.
+pub fn client(policy: OutboundPolicy) -> Result<reqwest::Client, String> {
+    client_with(policy, system_lookup())
+}
+
+fn client_with(policy: OutboundPolicy, lookup: Lookup) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
-        .dns_resolver(Arc::new(GuardedResolver { policy }))
+        .dns_resolver(Arc::new(GuardedResolver { policy, lookup }))
         .build()
-        .unwrap_or_default()
+        .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))
 }
 
 #[cfg(test)]
@@ -319,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_says_so_and_no_more() {
-        let client = client(OutboundPolicy::default());
+        let client = client(OutboundPolicy::default()).unwrap();
         // `localhost` goes through the resolver (a name, not an address).
         let err = client
             .get("http://localhost:1/")
@@ -327,5 +346,39 @@ mod tests {
             .await
             .expect_err("refused");
         assert!(is_refused(&err), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_inside_is_refused_when_connecting() {
+        // A public-looking name whose DNS answer (now) is loopback: the
+        // check at entry may have seen another answer (DNS rebinding).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rebinding: Lookup = Arc::new(move |_host: String| {
+            Box::pin(async move { Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]) })
+        });
+        let url = format!("http://hooks.example.com:{port}/x");
+        let guarded = client_with(OutboundPolicy::default(), rebinding.clone()).unwrap();
+        let err = guarded.get(&url).send().await.expect_err("refused");
+        assert!(is_refused(&err), "{err:?}");
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "the refused request connected");
+        // With the operator's opt-in the same answer is used.
+        let open = client_with(
+            OutboundPolicy {
+                allow_private: true,
+            },
+            rebinding,
+        )
+        .unwrap();
+        let sent = tokio::spawn(async move { open.get(&url).send().await });
+        let accepted =
+            tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept()).await;
+        assert!(
+            accepted.is_ok_and(|a| a.is_ok()),
+            "the allowed request did not connect"
+        );
+        sent.abort();
     }
 }

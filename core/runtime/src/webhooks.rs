@@ -44,8 +44,8 @@ pub(crate) struct Dispatcher {
     pub config: WebhooksConfig,
     pub clock: Clock,
     pub wake: Arc<Notify>,
-    /// The guarded client of [`crate::outbound`].
-    pub http: reqwest::Client,
+    /// The guarded client of [`crate::outbound`]; none when it could not be built.
+    pub http: Option<reqwest::Client>,
     pub policy: crate::outbound::OutboundPolicy,
 }
 
@@ -146,7 +146,7 @@ async fn settle(sends: &mut tokio::task::JoinSet<baton_store::Result<()>>) {
 
 async fn attempt(
     store: Store,
-    http: reqwest::Client,
+    http: Option<reqwest::Client>,
     policy: crate::outbound::OutboundPolicy,
     config: WebhooksConfig,
     clock: Clock,
@@ -185,6 +185,19 @@ async fn attempt(
             )
             .await;
     }
+    let Some(http) = http else {
+        let now = clock.now();
+        return store
+            .record_attempt(
+                &delivery.id,
+                DeliveryStatus::Pending,
+                None,
+                Some("no HTTP client (see the start-up log)"),
+                now.plus_millis(60_000),
+                now,
+            )
+            .await;
+    };
     let result = http
         .post(&hook.url)
         .timeout(config.timeout)

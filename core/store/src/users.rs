@@ -66,7 +66,7 @@ pub struct TokenListing {
     pub user_email: String,
 }
 
-/// What became of a request to deactivate a user.
+/// What became of a request to deactivate a user (or to change a role).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deactivation {
     Done,
@@ -252,6 +252,44 @@ impl Store {
             .execute(&mut *tx.inner)
             .await?;
         }
+        tx.commit().await?;
+        Ok(Deactivation::Done)
+    }
+
+    /// Changes a user's role. Taking the owner role from the last active
+    /// owner is refused: the owners' rows are locked first, as in
+    /// [`Store::deactivate_user`], so a demotion and a removal at once cannot
+    /// leave nobody who may administer.
+    pub async fn change_role(&self, user_id: &str, role: Role) -> Result<Deactivation> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE users SET role = role WHERE role = 'owner' AND deactivated_at IS NULL")
+            .execute(&mut *tx.inner)
+            .await?;
+        let row = sqlx::query("SELECT role, deactivated_at FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *tx.inner)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Deactivation::NotFound);
+        };
+        let current: String = row.try_get("role")?;
+        let active = row.try_get::<Option<i64>, _>("deactivated_at")?.is_none();
+        if current == Role::Owner.as_str() && role != Role::Owner && active {
+            let owners: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND deactivated_at IS NULL",
+            )
+            .fetch_one(&mut *tx.inner)
+            .await?
+            .try_get("n")?;
+            if owners <= 1 {
+                return Ok(Deactivation::LastOwner);
+            }
+        }
+        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(user_id)
+            .execute(&mut *tx.inner)
+            .await?;
         tx.commit().await?;
         Ok(Deactivation::Done)
     }

@@ -195,8 +195,14 @@ const TOKEN_TOUCH_MS: i64 = 60_000;
 /// POST/PUT/PATCH/DELETE; a page on another site that gets a signed-in
 /// browser to send one (with or without a stolen CSRF token) is refused
 /// here. Requests without `Origin` (curl, scripts, server-to-server) are
-/// left to the CSRF token and bearer rules. The served origin is
-/// `BATON_PUBLIC_URL` when set, else the request's own `Host`.
+/// left to the CSRF token and bearer rules.
+///
+/// The served origin is `BATON_PUBLIC_URL` when set; otherwise the request's
+/// own `Host`, or the host a reverse proxy says the browser asked for
+/// (`X-Forwarded-Host`, `Forwarded: host=`): a cross-site page cannot set
+/// those on a browser's request without a CORS preflight, which Baton's staff
+/// endpoints never grant. Default ports are ignored (`x.com` is `x.com:443`
+/// over https).
 pub fn check_origin(headers: &HeaderMap, public_origin: Option<&str>) -> ApiResult<()> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
@@ -209,24 +215,72 @@ pub fn check_origin(headers: &HeaderMap, public_origin: Option<&str>) -> ApiResu
         )
     };
     let origin = origin.to_str().map_err(|_| refuse())?.trim();
-    if let Some(public) = public_origin
-        && origin.eq_ignore_ascii_case(public)
-    {
-        return Ok(());
+    let (scheme, authority) = split_origin(origin).ok_or_else(refuse)?;
+    let default = default_port(scheme);
+    let sent = authority_parts(authority, default).ok_or_else(refuse)?;
+    if let Some(public) = public_origin {
+        let matches = split_origin(public).is_some_and(|(s, a)| {
+            s.eq_ignore_ascii_case(scheme)
+                && authority_parts(a, default_port(s)) == Some(sent.clone())
+        });
+        return if matches { Ok(()) } else { Err(refuse()) };
     }
-    let authority = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-        .ok_or_else(refuse)?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(refuse)?;
-    if authority.eq_ignore_ascii_case(host) {
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut served: Vec<&str> = vec![];
+    served.extend(header_text("host"));
+    served.extend(header_text("x-forwarded-host").and_then(|v| v.split(',').next()));
+    if let Some(forwarded) = header_text("forwarded") {
+        served.extend(
+            forwarded
+                .split([';', ','])
+                .filter_map(|kv| kv.trim().split_once('='))
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .map(|(_, v)| v.trim_matches('"')),
+        );
+    }
+    if served
+        .iter()
+        .any(|a| authority_parts(a.trim(), default).as_ref() == Some(&sent))
+    {
         Ok(())
     } else {
         Err(refuse())
     }
+}
+
+/// `https://x.com:8443` → `("https", "x.com:8443")`; nothing with a path.
+fn split_origin(origin: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = origin.trim_end_matches('/').split_once("://")?;
+    let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    (scheme_ok && !rest.is_empty() && !rest.contains(['/', '?', '#', '@']))
+        .then_some((scheme, rest))
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    }
+}
+
+/// A host and port, lower-cased, with the scheme's port when none is written.
+fn authority_parts(authority: &str, default: u16) -> Option<(String, u16)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default,
+            None => return None,
+        };
+        (format!("[{host}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port.parse().ok()?),
+            None => (authority.to_owned(), default),
+        }
+    };
+    (!host.is_empty()).then(|| (host.to_ascii_lowercase(), port))
 }
 
 /// A visitor, by the token that is the only key to their conversation.
@@ -269,4 +323,80 @@ impl FromRequestParts<AppState> for Visitor {
 pub fn role_from(text: &str) -> ApiResult<Role> {
     text.parse()
         .map_err(|e: baton_model::model::UnknownValue| ApiError::invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_served_origin_is_compared_without_default_ports() {
+        let ok = |pairs: &[(&'static str, &str)], public: Option<&str>| {
+            check_origin(&headers(pairs), public).is_ok()
+        };
+        assert!(ok(
+            &[
+                ("origin", "http://127.0.0.1:8080"),
+                ("host", "127.0.0.1:8080")
+            ],
+            None
+        ));
+        assert!(ok(
+            &[("origin", "https://x.com"), ("host", "X.com:443")],
+            None
+        ));
+        assert!(ok(
+            &[
+                ("origin", "https://x.com"),
+                ("host", "127.0.0.1:8080"),
+                ("x-forwarded-host", "x.com")
+            ],
+            None
+        ));
+        assert!(ok(
+            &[
+                ("origin", "https://x.com"),
+                ("host", "backend"),
+                ("forwarded", "for=1.2.3.4;host=x.com;proto=https")
+            ],
+            None
+        ));
+        assert!(ok(
+            &[("origin", "https://x.com")],
+            Some("https://x.com:443/")
+        ));
+        assert!(ok(
+            &[("origin", "http://[::1]:8080"), ("host", "[::1]:8080")],
+            None
+        ));
+        assert!(
+            ok(&[("host", "x.com")], None),
+            "no Origin: left to the CSRF rules"
+        );
+        assert!(!ok(
+            &[("origin", "https://evil.example"), ("host", "x.com")],
+            None
+        ));
+        assert!(!ok(
+            &[("origin", "http://x.com"), ("host", "x.com")],
+            Some("https://x.com")
+        ));
+        assert!(!ok(&[("origin", "null"), ("host", "x.com")], None));
+        assert!(!ok(
+            &[("origin", "https://x.com.evil.example"), ("host", "x.com")],
+            None
+        ));
+        assert!(!ok(
+            &[("origin", "https://x.com:8443"), ("host", "x.com")],
+            None
+        ));
+    }
 }

@@ -133,6 +133,30 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
         .into_response())
 }
 
+/// Why a staff stream ended before its client closed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// Signed out, token revoked, user removed.
+    Revoked,
+    /// The node is stopping: reconnect (to another node).
+    Stopping,
+}
+
+impl Ended {
+    fn close_frame(self) -> CloseFrame {
+        match self {
+            Ended::Revoked => CloseFrame {
+                code: close_code::POLICY,
+                reason: "signed out".into(),
+            },
+            Ended::Stopping => CloseFrame {
+                code: close_code::AWAY,
+                reason: "the server is restarting".into(),
+            },
+        }
+    }
+}
+
 /// The largest frame the inbox's socket accepts.
 const STAFF_FRAME_LIMIT: usize = 16 * 1024;
 
@@ -144,10 +168,11 @@ const STAFF_FRAME_LIMIT: usize = 16 * 1024;
 struct Heartbeat(tokio::task::JoinHandle<()>);
 
 impl Heartbeat {
-    fn start(state: &AppState, staff: Staff) -> (Self, watch::Receiver<bool>) {
-        let (ended_tx, ended) = watch::channel(false);
+    fn start(state: &AppState, staff: Staff) -> (Self, watch::Receiver<Option<Ended>>) {
+        let (ended_tx, ended) = watch::channel(None);
         let state = state.clone();
         let mut revoked = state.inner.revoked.subscribe();
+        let mut stopping = state.stopping();
         let every = Duration::from_millis(baton_runtime::PRESENCE_HEARTBEAT_MS.unsigned_abs());
         let task = tokio::spawn(async move {
             let user_id = staff.user.id.clone();
@@ -165,13 +190,23 @@ impl Heartbeat {
                     }
                     what = revoked.recv() => match what {
                         Ok(what) if what.ends(&staff) => break,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Ok(_) => {}
+                        // Missed some: look at the credential itself.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            if !still_valid(&state, &staff).await {
+                                break;
+                            }
+                        }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                        let _ = ended_tx.send(Some(Ended::Stopping));
+                        return;
+                    }
                 }
             }
             tracing::info!(%user_id, "staff stream ended: its sign-in was revoked");
-            let _ = ended_tx.send(true);
+            let _ = ended_tx.send(Some(Ended::Revoked));
         });
         (Heartbeat(task), ended)
     }
@@ -194,6 +229,50 @@ async fn still_valid(state: &AppState, staff: &Staff) -> bool {
 impl Drop for Heartbeat {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// How often a quiet WebSocket is pinged.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// A WebSocket that has sent nothing (not even a pong) for this long is gone:
+/// a closed laptop, a dropped network. Its task and socket are freed.
+const SILENT_FOR: Duration = Duration::from_secs(75);
+
+/// Pings a quiet WebSocket and notices one whose peer has gone away.
+pub struct Liveness {
+    tick: tokio::time::Interval,
+    last_heard: tokio::time::Instant,
+}
+
+/// What the next [`Liveness::tick`] asks of the socket.
+pub enum Tick {
+    Ping,
+    Gone,
+}
+
+impl Liveness {
+    pub fn new() -> Self {
+        let start = tokio::time::Instant::now() + PING_EVERY;
+        let mut tick = tokio::time::interval_at(start, PING_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            tick,
+            last_heard: tokio::time::Instant::now(),
+        }
+    }
+
+    /// The peer sent something.
+    pub fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+    }
+
+    pub async fn tick(&mut self) -> Tick {
+        self.tick.tick().await;
+        if self.last_heard.elapsed() >= SILENT_FOR {
+            Tick::Gone
+        } else {
+            Tick::Ping
+        }
     }
 }
 
@@ -232,22 +311,28 @@ async fn staff_socket(
     let _gauge = state.metrics().ws_open();
     let (_heartbeat, mut ended) = Heartbeat::start(&state, staff);
     let (mut sink, mut incoming) = socket.split();
+    let mut live = Liveness::new();
     loop {
         tokio::select! {
+            tick = live.tick() => match tick {
+                Tick::Gone => break,
+                Tick::Ping => {
+                    if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
+            },
             msg = incoming.next() => match msg {
                 Some(Err(e)) if too_big(&e) => {
                     close_too_big(&mut sink).await;
                     break;
                 }
                 Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                _ => continue,
+                _ => live.heard(),
             },
             _ = ended.changed() => {
-                let frame = CloseFrame {
-                    code: close_code::POLICY,
-                    reason: "signed out".into(),
-                };
-                let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                let why = (*ended.borrow()).unwrap_or(Ended::Revoked);
+                let _ = sink.send(WsMessage::Close(Some(why.close_frame()))).await;
                 break;
             }
             event = rx.recv() => match event {

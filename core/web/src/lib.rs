@@ -67,6 +67,9 @@ struct StateInner {
     /// Credentials and users revoked on this node: open streams resting on
     /// them close at once (other nodes' streams notice at their next check).
     revoked: broadcast::Sender<auth::Revoked>,
+    /// Turns true when the node stops: open streams end (WebSockets with
+    /// 1001 "going away"), so that clients reconnect elsewhere at once.
+    stopping: tokio::sync::watch::Sender<bool>,
     options: WebOptions,
 }
 
@@ -135,6 +138,7 @@ impl AppState {
                 passwords: baton_runtime::auth::PasswordPool::for_this_machine(),
                 typing,
                 revoked,
+                stopping: tokio::sync::watch::channel(false).0,
                 options,
                 runtime,
             }),
@@ -160,6 +164,15 @@ impl AppState {
                 inner.prune();
             }
         });
+    }
+
+    /// Ends every open event stream and WebSocket: the node is stopping.
+    pub fn stop_streams(&self) {
+        self.inner.stopping.send_replace(true);
+    }
+
+    fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
     }
 
     fn public_origin(&self) -> Option<&str> {

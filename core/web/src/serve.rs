@@ -14,11 +14,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tower::ServiceExt;
 
 /// How long a client may take to send a request head, and how long a
@@ -29,15 +27,16 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the
-/// requests under way finish (up to ten seconds). Upgraded connections
-/// (WebSockets) run on their own and end when the process does.
+/// requests under way finish (up to ten seconds) and cuts what is left.
+/// Upgraded connections (WebSockets) run on their own: the web state's
+/// `stop_streams` ends them.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let open = Arc::new((AtomicUsize::new(0), Notify::new()));
+    let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
@@ -55,6 +54,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Reap the connections that ended, so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
         // Chat frames are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
         let service = app.clone().map_request(move |mut req: Request<Incoming>| {
@@ -62,9 +63,7 @@ pub async fn serve(
             req.map(axum::body::Body::new)
         });
         let mut stop = stop_rx.clone();
-        let open = open.clone();
-        open.0.fetch_add(1, Ordering::AcqRel);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -90,28 +89,18 @@ pub async fn serve(
                     }
                 }
             }
-            if open.0.fetch_sub(1, Ordering::AcqRel) == 1 {
-                open.1.notify_waiters();
-            }
         });
     }
     drop(listener);
     let _ = stop_tx.send(true);
-    let drained = async {
-        loop {
-            let notified = open.1.notified();
-            if open.0.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    };
+    let drained = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(DRAIN_TIMEOUT, drained).await.is_err() {
         tracing::warn!(
-            connections = open.0.load(Ordering::Acquire),
+            connections = connections.len(),
             "stopping: requests still under way after {}s are cut",
             DRAIN_TIMEOUT.as_secs()
         );
+        connections.shutdown().await;
     }
     Ok(())
 }

@@ -59,12 +59,20 @@ pub async fn login(
             ..e
         }
     })?;
+    // No account has a longer email (RFC 5321); refusing it first keeps
+    // the throttle's work bounded.
+    if body.email.len() > 254 {
+        return Err(ApiError::unauthorized("wrong email or password"));
+    }
+    let from: std::net::IpAddr = ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let attempt = state
         .inner
         .login_throttle
-        .begin(&body.email, std::time::Instant::now())
+        .begin(&body.email, from, std::time::Instant::now())
         .map_err(|wait| {
-            let secs = wait.as_secs().max(1);
+            let secs = crate::throttle::whole_seconds(wait);
             ApiError {
                 message: format!(
                     "too many failed sign-ins for this account; try again in {secs} s"
@@ -90,7 +98,7 @@ pub async fn login(
         attempt.failed(std::time::Instant::now());
         return Err(ApiError::unauthorized("wrong email or password"));
     };
-    attempt.succeeded();
+    attempt.succeeded(from, std::time::Instant::now());
     let session = new_token(TokenKind::Session);
     let csrf = new_token(TokenKind::Session)
         .trim_start_matches("bs_")
@@ -292,6 +300,14 @@ pub async fn revoke_token(
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn last_owner() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "last_owner",
+        "this is the last owner; make someone else an owner first",
+    )
+}
+
 /// `DELETE /api/v1/users/{id}`: removes (deactivates) a staff member. Their
 /// sessions and API tokens stop working at once; the conversations they
 /// handled keep their name, and those they held go back to the queue. The
@@ -327,13 +343,7 @@ pub async fn remove_user(
                 "this user was already removed",
             ));
         }
-        Deactivation::LastOwner => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "last_owner",
-                "this is the last owner; make someone else an owner first",
-            ));
-        }
+        Deactivation::LastOwner => return Err(last_owner()),
     }
     state.revoke(Revoked::User(id.clone()));
     tracing::info!(user_id = %id, by = %staff.user.id, "user removed");
@@ -491,29 +501,20 @@ pub async fn update_user(
             "only an owner may make or unmake an owner",
         ));
     }
-    if target.role == Role::Owner && role.is_some_and(|r| r != Role::Owner) {
-        let owners = state
-            .runtime()
-            .store()
-            .list_users()
-            .await?
-            .iter()
-            .filter(|u| u.role == Role::Owner)
-            .count();
-        if owners <= 1 {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "last_owner",
-                "this is the last owner; make someone else an owner first",
-            ));
-        }
-    }
     let name = match body.name.as_deref().map(str::trim) {
         Some(n) if n.is_empty() || n.chars().count() > 100 => {
             return Err(ApiError::invalid("name must be 1 to 100 characters"));
         }
         other => other,
     };
+    // The role first: refused, nothing else has been written.
+    if let Some(role) = role.filter(|r| *r != target.role) {
+        match state.runtime().store().change_role(&id, role).await? {
+            Deactivation::LastOwner => return Err(last_owner()),
+            Deactivation::NotFound => return Err(ApiError::not_found("user")),
+            Deactivation::Done | Deactivation::AlreadyDeactivated => {}
+        }
+    }
     let routing = baton_store::RoutingUpdate {
         departments,
         expertise,
@@ -533,7 +534,7 @@ pub async fn update_user(
     let user = state
         .runtime()
         .store()
-        .update_user(&id, role, name)
+        .update_user(&id, None, name)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     state.runtime().presence_changed();
@@ -845,6 +846,7 @@ pub async fn transfer(
                 .store()
                 .user(&agent_id)
                 .await?
+                .filter(|u| u.deactivated_at.is_none())
                 .ok_or_else(|| ApiError::invalid(format!("no user with id `{agent_id}`")))?;
             if !user.role.may_respond() {
                 return Err(ApiError::invalid(format!(

@@ -380,10 +380,30 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
     // While waiting, every queue movement may change the visitor's place.
     let mut waiting = current.status == Status::Waiting;
     let mut position = frame.get("queue_position").cloned();
+    let mut live = crate::events::Liveness::new();
+    let mut stopping = state.stopping();
 
     loop {
         tokio::select! {
+            tick = live.tick() => match tick {
+                crate::events::Tick::Gone => break,
+                crate::events::Tick::Ping => {
+                    if sink.send(WsMessage::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                // The widget reconnects (to another node) and replays what it missed.
+                let frame = axum::extract::ws::CloseFrame {
+                    code: axum::extract::ws::close_code::AWAY,
+                    reason: "the server is restarting".into(),
+                };
+                let _ = sink.send(WsMessage::Close(Some(frame))).await;
+                break;
+            }
             incoming = stream.next() => {
+                live.heard();
                 let msg = match incoming {
                     Some(Ok(msg)) => msg,
                     Some(Err(e)) if crate::events::too_big(&e) => {
