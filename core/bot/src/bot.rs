@@ -1,9 +1,9 @@
 //! The built-in bot, sans-IO: given the visitor's messages since the last
 //! hand-over and the new one, what to answer and whether to hand over.
 
-use crate::kb::{KnowledgeBase, Phrases, default_phrases};
-use crate::text::{contains_phrase, is_question, normalized};
-use crate::triggers::{TriggerConfig, TurnFacts, Understanding, assess, replay};
+use crate::kb::{KnowledgeBase, Phrases, Query, default_phrases};
+use crate::text::{is_question, normalized};
+use crate::triggers::{Counters, TriggerConfig, TurnFacts, Understanding, assess, replay};
 use baton_model::{Action, ActionKind, Reason};
 use vader_sentimental::SentimentIntensityAnalyzer;
 
@@ -46,7 +46,9 @@ pub struct Reading {
 /// The knowledge-base bot.
 pub struct BuiltinBot {
     kb: KnowledgeBase,
-    phrases: Phrases,
+    /// The phrases, normalized once (see [`normalized`]).
+    human: Vec<String>,
+    unhelpful: Vec<String>,
     sentiment: SentimentIntensityAnalyzer<'static>,
 }
 
@@ -69,13 +71,18 @@ impl BuiltinBot {
     /// A bot over `kb`, which knows the default "talk to a human" and "that
     /// didn't help" phrases plus `extra_human_phrases`.
     pub fn new(kb: KnowledgeBase, extra_human_phrases: &[String]) -> Self {
-        let mut phrases = default_phrases();
-        phrases
-            .human
-            .extend(extra_human_phrases.iter().map(|p| p.to_lowercase()));
+        let mut phrases: Phrases = default_phrases();
+        phrases.human.extend(extra_human_phrases.iter().cloned());
+        let prepare = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|p| normalized(p))
+                .filter(|p| !p.trim().is_empty())
+                .collect()
+        };
         Self {
             kb,
-            phrases,
+            human: prepare(&phrases.human),
+            unhelpful: prepare(&phrases.unhelpful),
             sentiment: SentimentIntensityAnalyzer::new(),
         }
     }
@@ -86,16 +93,13 @@ impl BuiltinBot {
 
     /// What one message says.
     pub fn read(&self, text: &str) -> Reading {
-        let norm = normalized(text);
-        let asks_for_human = self.phrases.human.iter().any(|p| contains_phrase(&norm, p));
-        let unhelpful = self
-            .phrases
-            .unhelpful
-            .iter()
-            .any(|p| contains_phrase(&norm, p));
+        let query = Query::new(text);
+        let norm = query.normalized();
+        let asks_for_human = self.human.iter().any(|p| norm.contains(p.as_str()));
+        let unhelpful = self.unhelpful.iter().any(|p| norm.contains(p.as_str()));
         let sentiment = self.sentiment.polarity_scores(text).compound;
-        let intent = self.kb.match_intent(text, INTENT_CONFIDENCE).map(|i| i.id);
-        let hits = self.kb.search(text, 3);
+        let intent = self.kb.intent_in(&query, INTENT_CONFIDENCE).map(|i| i.id);
+        let hits = self.kb.search_in(&query, 3);
         let best = hits.first();
         let confidence = best.map_or(0.0, |h| h.confidence);
         let answer = best
@@ -104,7 +108,8 @@ impl BuiltinBot {
         let understanding = if asks_for_human || unhelpful || answer.is_some() {
             Understanding::Answered
         } else if intent.is_some()
-            || (is_question(text) && (confidence >= TOPIC_CONFIDENCE || self.kb.knows_topic(text)))
+            || (is_question(text)
+                && (confidence >= TOPIC_CONFIDENCE || self.kb.knows_topic_in(&query)))
         {
             Understanding::NoInformation
         } else {
@@ -127,12 +132,34 @@ impl BuiltinBot {
     }
 
     /// The answer to `text`, given the visitor's earlier messages since the
-    /// last hand-over (oldest first).
+    /// last hand-over (oldest first). The runtime keeps the counters instead
+    /// and calls [`BuiltinBot::respond_with`]; this replays them.
     pub fn respond(&self, cfg: &TriggerConfig, earlier: &[&str], text: &str) -> Reply {
         let history: Vec<TurnFacts> = earlier.iter().map(|t| self.read(t).facts).collect();
         let counters = replay(cfg, &history);
+        self.respond_with(cfg, counters, text).0
+    }
+
+    /// The answer to `text` given the trigger counters since the last
+    /// hand-over, and the counters after this turn.
+    pub fn respond_with(
+        &self,
+        cfg: &TriggerConfig,
+        counters: Counters,
+        text: &str,
+    ) -> (Reply, Counters) {
         let reading = self.read(text);
         let verdict = assess(cfg, counters, &reading.facts);
+        let after = verdict.counters;
+        (self.reply(cfg, reading, verdict), after)
+    }
+
+    fn reply(
+        &self,
+        cfg: &TriggerConfig,
+        reading: Reading,
+        verdict: crate::triggers::Verdict,
+    ) -> Reply {
         let topic = reading.facts.intent.clone().or_else(|| {
             reading
                 .hits

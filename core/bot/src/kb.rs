@@ -105,19 +105,55 @@ pub struct IntentHit {
 /// One field of an entry that a message is compared with.
 struct Field {
     entry: usize,
-    tokens: HashSet<String>,
     /// Questions count fully; answer text counts for less.
     weight: f64,
+    /// The idf of its tokens, summed: the denominator of its precision.
+    total_idf: f64,
 }
 
-/// Entries, intents and the index over them.
+/// An intent's example, prepared for matching.
+struct Example {
+    intent: usize,
+    tokens: HashSet<String>,
+    /// Its normalized text, matched literally when it has two words or more.
+    phrase: Option<String>,
+}
+
+/// A message as retrieval reads it: computed once per turn and shared by
+/// [`KnowledgeBase::search_in`], [`KnowledgeBase::intent_in`] and
+/// [`KnowledgeBase::knows_topic_in`].
+#[derive(Clone, Debug)]
+pub struct Query {
+    tokens: HashSet<String>,
+    normalized: String,
+}
+
+impl Query {
+    pub fn new(message: &str) -> Self {
+        Self {
+            tokens: content_tokens(message).into_iter().collect(),
+            normalized: normalized(message),
+        }
+    }
+
+    /// Lower-case words between single spaces (see [`normalized`]).
+    pub fn normalized(&self) -> &str {
+        &self.normalized
+    }
+}
+
+/// Entries, intents and the index over them. Everything retrieval needs is
+/// computed here once, so that a search walks only the fields that share a
+/// token with the message (an inverted index) and never takes a logarithm.
 pub struct KnowledgeBase {
     entries: Vec<Entry>,
     intents: Vec<Intent>,
-    intent_tokens: Vec<Vec<HashSet<String>>>,
+    examples: Vec<Example>,
     fields: Vec<Field>,
-    /// How many fields each token appears in.
-    df: HashMap<String, usize>,
+    /// For each token, its idf and the fields it appears in.
+    postings: HashMap<String, (f64, Vec<u32>)>,
+    /// The idf of a token the knowledge base has never seen.
+    unseen_idf: f64,
 }
 
 impl std::fmt::Debug for KnowledgeBase {
@@ -236,42 +272,58 @@ impl KnowledgeBase {
     }
 
     fn build(entries: Vec<Entry>, intents: Vec<Intent>) -> Self {
-        let mut fields = Vec::new();
+        let mut field_tokens: Vec<(usize, f64, HashSet<String>)> = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             for q in std::iter::once(&e.question).chain(&e.alternatives) {
-                fields.push(Field {
-                    entry: i,
-                    tokens: content_tokens(q).into_iter().collect(),
-                    weight: 1.0,
-                });
+                field_tokens.push((i, 1.0, content_tokens(q).into_iter().collect()));
             }
-            fields.push(Field {
-                entry: i,
-                tokens: content_tokens(&e.answer).into_iter().collect(),
-                weight: 0.6,
-            });
+            field_tokens.push((i, 0.6, content_tokens(&e.answer).into_iter().collect()));
         }
-        let mut df: HashMap<String, usize> = HashMap::new();
-        for f in &fields {
-            for t in &f.tokens {
-                *df.entry(t.clone()).or_default() += 1;
+        let mut postings: HashMap<String, (f64, Vec<u32>)> = HashMap::new();
+        for (n, (_, _, tokens)) in field_tokens.iter().enumerate() {
+            for t in tokens {
+                postings
+                    .entry(t.clone())
+                    .or_default()
+                    .1
+                    .push(u32::try_from(n).unwrap_or(u32::MAX));
             }
         }
-        let intent_tokens = intents
+        // How telling a token is: rare in the knowledge base is telling, and a
+        // word it has never seen is the most telling of all.
+        let n = field_tokens.len() as f64 + 1.0;
+        let idf = |df: usize| (n / (df as f64 + 0.5)).ln().max(0.1);
+        for (weight, fields) in postings.values_mut() {
+            *weight = idf(fields.len());
+        }
+        let fields = field_tokens
             .iter()
-            .map(|i| {
-                i.examples
-                    .iter()
-                    .map(|x| content_tokens(x).into_iter().collect())
-                    .collect()
+            .map(|(entry, weight, tokens)| Field {
+                entry: *entry,
+                weight: *weight,
+                total_idf: tokens.iter().map(|t| postings[t].0).sum(),
+            })
+            .collect();
+        let examples = intents
+            .iter()
+            .enumerate()
+            .flat_map(|(i, intent)| {
+                intent.examples.iter().map(move |x| Example {
+                    intent: i,
+                    tokens: content_tokens(x).into_iter().collect(),
+                    phrase: (words(x).len() >= 2)
+                        .then(|| normalized(x))
+                        .filter(|p| !p.trim().is_empty()),
+                })
             })
             .collect();
         Self {
             entries,
             intents,
-            intent_tokens,
+            examples,
             fields,
-            df,
+            postings,
+            unseen_idf: idf(0),
         }
     }
 
@@ -309,40 +361,41 @@ impl KnowledgeBase {
         &self.intents
     }
 
-    /// How telling a token is: rare in the knowledge base is telling, and a
-    /// word it has never seen is the most telling of all.
     fn idf(&self, token: &str) -> f64 {
-        let n = self.fields.len() as f64 + 1.0;
-        let df = self.df.get(token).copied().unwrap_or(0) as f64;
-        (n / (df + 0.5)).ln().max(0.1)
+        self.postings.get(token).map_or(self.unseen_idf, |p| p.0)
     }
 
     /// The entries that best match `message`, best first, with their confidence in `0..=1`.
     pub fn search(&self, message: &str, limit: usize) -> Vec<Hit> {
-        let query: HashSet<String> = content_tokens(message).into_iter().collect();
-        if query.is_empty() {
+        self.search_in(&Query::new(message), limit)
+    }
+
+    /// [`KnowledgeBase::search`] for a message already read into a [`Query`].
+    pub fn search_in(&self, query: &Query, limit: usize) -> Vec<Hit> {
+        if query.tokens.is_empty() {
             return vec![];
         }
-        let total: f64 = query.iter().map(|t| self.idf(t)).sum();
-        let mut best: HashMap<usize, f64> = HashMap::new();
-        for f in &self.fields {
-            let shared: f64 = query
-                .iter()
-                .filter(|t| f.tokens.contains(*t))
-                .map(|t| self.idf(t))
-                .sum();
-            if shared == 0.0 {
-                continue;
+        let total: f64 = query.tokens.iter().map(|t| self.idf(t)).sum();
+        // The idf each field shares with the message, for the fields that share any.
+        let mut shared: HashMap<u32, f64> = HashMap::new();
+        for t in &query.tokens {
+            if let Some((idf, fields)) = self.postings.get(t) {
+                for f in fields {
+                    *shared.entry(*f).or_default() += idf;
+                }
             }
+        }
+        let mut best: HashMap<usize, f64> = HashMap::new();
+        for (f, shared) in shared {
+            let field = &self.fields[f as usize];
             let coverage = shared / total;
-            let field_total: f64 = f.tokens.iter().map(|t| self.idf(t)).sum();
-            let precision = if field_total > 0.0 {
-                shared / field_total
+            let precision = if field.total_idf > 0.0 {
+                shared / field.total_idf
             } else {
                 0.0
             };
-            let confidence = f.weight * (0.75 * coverage + 0.25 * precision);
-            let slot = best.entry(f.entry).or_insert(0.0);
+            let confidence = field.weight * (0.75 * coverage + 0.25 * precision);
+            let slot = best.entry(field.entry).or_insert(0.0);
             if confidence > *slot {
                 *slot = confidence;
             }
@@ -364,41 +417,48 @@ impl KnowledgeBase {
     }
 
     /// The intent `message` expresses, if any reaches `threshold`: the best
-    /// Dice overlap with one of its examples, or an example said word for word.
+    /// example by word overlap (Dice), or 1.0 when a multi-word example
+    /// appears in the message as it is.
     pub fn match_intent(&self, message: &str, threshold: f64) -> Option<IntentHit> {
-        let query: HashSet<String> = content_tokens(message).into_iter().collect();
-        let text = normalized(message);
-        let mut best: Option<IntentHit> = None;
-        for (intent, examples) in self.intents.iter().zip(&self.intent_tokens) {
-            for (example, tokens) in intent.examples.iter().zip(examples) {
-                let dice = if query.is_empty() || tokens.is_empty() {
-                    0.0
-                } else {
-                    2.0 * query.intersection(tokens).count() as f64
-                        / (query.len() + tokens.len()) as f64
-                };
-                let literal =
-                    words(example).len() >= 2 && crate::text::contains_phrase(&text, example);
-                let confidence = if literal { 1.0 } else { dice };
-                if confidence >= threshold
-                    && best.as_ref().is_none_or(|b| confidence > b.confidence)
-                {
-                    best = Some(IntentHit {
-                        id: intent.id.clone(),
-                        confidence,
-                    });
-                }
+        self.intent_in(&Query::new(message), threshold)
+    }
+
+    /// [`KnowledgeBase::match_intent`] for a message already read into a [`Query`].
+    pub fn intent_in(&self, query: &Query, threshold: f64) -> Option<IntentHit> {
+        let mut best: Option<(usize, f64)> = None;
+        for example in &self.examples {
+            let dice = if query.tokens.is_empty() || example.tokens.is_empty() {
+                0.0
+            } else {
+                2.0 * query.tokens.intersection(&example.tokens).count() as f64
+                    / (query.tokens.len() + example.tokens.len()) as f64
+            };
+            let literal = example
+                .phrase
+                .as_deref()
+                .is_some_and(|p| query.normalized.contains(p));
+            let confidence = if literal { 1.0 } else { dice };
+            if confidence >= threshold && best.is_none_or(|(_, b)| confidence > b) {
+                best = Some((example.intent, confidence));
             }
         }
-        best
+        best.map(|(i, confidence)| IntentHit {
+            id: self.intents[i].id.clone(),
+            confidence,
+        })
     }
 
     /// Whether the knowledge base knows any word of `message` (the topic is
     /// one it covers, even if no entry answers it).
     pub fn knows_topic(&self, message: &str) -> bool {
-        content_tokens(message)
+        self.knows_topic_in(&Query::new(message))
+    }
+
+    pub fn knows_topic_in(&self, query: &Query) -> bool {
+        query
+            .tokens
             .iter()
-            .any(|t| self.df.contains_key(t) && !crate::text::is_stopword(t))
+            .any(|t| self.postings.contains_key(t) && !crate::text::is_stopword(t))
     }
 }
 
