@@ -214,30 +214,14 @@ impl Store {
     /// once cannot both succeed.
     pub async fn deactivate_user(&self, user_id: &str, now: Timestamp) -> Result<Deactivation> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE users SET role = role WHERE role = 'owner' AND deactivated_at IS NULL")
-            .execute(&mut *tx.inner)
-            .await?;
-        let row = sqlx::query("SELECT role, deactivated_at FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *tx.inner)
-            .await?;
-        let Some(row) = row else {
+        let Some(user) = tx.owner_guard(user_id).await? else {
             return Ok(Deactivation::NotFound);
         };
-        if row.try_get::<Option<i64>, _>("deactivated_at")?.is_some() {
+        if !user.active {
             return Ok(Deactivation::AlreadyDeactivated);
         }
-        let role: String = row.try_get("role")?;
-        if role == Role::Owner.as_str() {
-            let owners: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND deactivated_at IS NULL",
-            )
-            .fetch_one(&mut *tx.inner)
-            .await?
-            .try_get("n")?;
-            if owners <= 1 {
-                return Ok(Deactivation::LastOwner);
-            }
+        if user.last_owner {
+            return Ok(Deactivation::LastOwner);
         }
         sqlx::query("UPDATE users SET deactivated_at = $1, presence = 'offline' WHERE id = $2")
             .bind(now.millis())
@@ -257,33 +241,16 @@ impl Store {
     }
 
     /// Changes a user's role. Taking the owner role from the last active
-    /// owner is refused: the owners' rows are locked first, as in
-    /// [`Store::deactivate_user`], so a demotion and a removal at once cannot
-    /// leave nobody who may administer.
+    /// owner is refused, under the same lock as [`Store::deactivate_user`],
+    /// so a demotion and a removal at once cannot leave nobody who may
+    /// administer.
     pub async fn change_role(&self, user_id: &str, role: Role) -> Result<Deactivation> {
         let mut tx = self.begin().await?;
-        sqlx::query("UPDATE users SET role = role WHERE role = 'owner' AND deactivated_at IS NULL")
-            .execute(&mut *tx.inner)
-            .await?;
-        let row = sqlx::query("SELECT role, deactivated_at FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *tx.inner)
-            .await?;
-        let Some(row) = row else {
+        let Some(user) = tx.owner_guard(user_id).await? else {
             return Ok(Deactivation::NotFound);
         };
-        let current: String = row.try_get("role")?;
-        let active = row.try_get::<Option<i64>, _>("deactivated_at")?.is_none();
-        if current == Role::Owner.as_str() && role != Role::Owner && active {
-            let owners: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND deactivated_at IS NULL",
-            )
-            .fetch_one(&mut *tx.inner)
-            .await?
-            .try_get("n")?;
-            if owners <= 1 {
-                return Ok(Deactivation::LastOwner);
-            }
+        if user.last_owner && role != Role::Owner {
+            return Ok(Deactivation::LastOwner);
         }
         sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
             .bind(role.as_str())
@@ -558,5 +525,39 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+/// A user as the owner rule sees them, read under the owners' lock.
+struct OwnerGuard {
+    active: bool,
+    /// The user is the only active owner.
+    last_owner: bool,
+}
+
+impl crate::Tx {
+    /// Locks the active owners' rows (a no-op write, so it locks on both
+    /// backends), then reads whether `user_id` is active and the last owner.
+    async fn owner_guard(&mut self, user_id: &str) -> Result<Option<OwnerGuard>> {
+        sqlx::query("UPDATE users SET role = role WHERE role = 'owner' AND deactivated_at IS NULL")
+            .execute(&mut *self.inner)
+            .await?;
+        let row = sqlx::query("SELECT role, deactivated_at FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_optional(&mut *self.inner)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let active = row.try_get::<Option<i64>, _>("deactivated_at")?.is_none();
+        let owner = row.try_get::<String, _>("role")? == Role::Owner.as_str();
+        let owners: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND deactivated_at IS NULL",
+        )
+        .fetch_one(&mut *self.inner)
+        .await?
+        .try_get("n")?;
+        Ok(Some(OwnerGuard {
+            active,
+            last_owner: active && owner && owners <= 1,
+        }))
     }
 }
