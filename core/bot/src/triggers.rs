@@ -4,8 +4,8 @@
 //! conversation to a human and with which reason.
 //!
 //! The counters are a fold of `assess` over the visitor's messages since the
-//! last hand-over, so the runtime stores nothing extra: the transcript is the
-//! state.
+//! last hand-over ([`replay`]); the runtime keeps them with the conversation
+//! and passes them to each turn, so a turn never reads the transcript.
 
 use baton_model::Reason;
 
@@ -83,8 +83,10 @@ impl Default for TriggerConfig {
     }
 }
 
-/// What has happened since the last hand-over.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+/// What has happened since the last hand-over. Kept with the conversation
+/// (as JSON) and carried from one turn to the next.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Counters {
     pub not_understood: u32,
     pub requests: u32,

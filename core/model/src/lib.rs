@@ -21,7 +21,7 @@ pub use handover::{
     TransferTarget, TransitionError, bot_may_speak, step,
 };
 pub use model::{
-    Action, ActionKind, Attachment, ChannelKind, ContactRef, Conversation, LEFT_MESSAGE_TAG,
-    Message, Presence, Role, SenderKind, Status,
+    Action, ActionKind, Attachment, BotMemory, ChannelKind, ContactRef, Conversation,
+    LEFT_MESSAGE_TAG, Message, Presence, Role, SenderKind, Status,
 };
 pub use time::Timestamp;

@@ -176,6 +176,23 @@ pub struct Conversation {
     pub version: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// What the bot keeps with the conversation between turns.
+    pub memory: BotMemory,
+}
+
+/// What the bot keeps with a conversation between two turns, written in the
+/// same transaction as the turn's messages. Opaque here: the runtime and the
+/// bot give it meaning.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BotMemory {
+    /// The hand-over triggers' counters since the last hand-over (JSON).
+    pub counters: Option<String>,
+    /// The contact collector's pending question and hand-over (JSON).
+    pub collecting: Option<String>,
+    /// What the hand-over being prepared is about (an intent or entry id).
+    pub topic: Option<String>,
+    /// The power-up waiting for the visitor's answer (JSON).
+    pub power_up: Option<String>,
 }
 
 /// The tag the leave-a-message form puts on a web conversation.

@@ -5,8 +5,8 @@ use crate::DEFAULT_BOT;
 use crate::config::{BotConfig, Config, HandoverConfig};
 use async_trait::async_trait;
 use baton_bot::kb::Entry;
-use baton_bot::{BuiltinBot, KbError, KnowledgeBase, TriggerConfig};
-use baton_model::{Action, Conversation, Message, Reason, SenderKind};
+use baton_bot::{BuiltinBot, Counters, KbError, KnowledgeBase, TriggerConfig};
+use baton_model::{Action, Conversation, Message, Reason};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -14,9 +14,12 @@ use std::sync::{Arc, RwLock};
 pub struct BotTurn<'a> {
     pub bot_id: &'a str,
     pub conversation: &'a Conversation,
-    /// Recent messages, oldest first, ending with the visitor's.
+    /// Recent messages, oldest first, ending with the visitor's; read only
+    /// for a bot that [`Bot::wants_history`] (an LLM), else empty.
     pub history: &'a [Message],
     pub text: &'a str,
+    /// The hand-over triggers' counts since the last hand-over.
+    pub counters: Counters,
     /// The bot's live settings.
     pub settings: &'a BotConfig,
     /// Called with the text so far while a reply is being written (streaming).
@@ -62,12 +65,23 @@ pub struct BotReply {
     pub department: Option<String>,
     /// A power-up to run now (an LLM's tool call).
     pub power_up: Option<PowerUpCall>,
+    /// The trigger counts after this turn, to keep with the conversation.
+    pub counters: Option<Counters>,
+    /// The power-up now waiting for the visitor's answer (`Some(None)`: none
+    /// any more), to keep with the conversation.
+    pub power_up_session: Option<Option<String>>,
 }
 
 /// A bot. It only proposes replies: the runtime decides whether they may be sent.
 #[async_trait]
 pub trait Bot: Send + Sync {
     async fn reply(&self, turn: BotTurn<'_>) -> BotReply;
+
+    /// Whether the bot reads the conversation's recent messages (an LLM
+    /// does; the knowledge-base bot keeps counters instead).
+    fn wants_history(&self) -> bool {
+        false
+    }
 
     /// The knowledge base behind this bot, if it has one the API may edit.
     fn knowledge(&self) -> Option<&KnowledgeBot> {
@@ -192,23 +206,6 @@ pub fn trigger_config(h: &HandoverConfig) -> TriggerConfig {
     }
 }
 
-/// The visitor's messages since the conversation last changed hands (an
-/// agent or system message marks the change), oldest first, without the
-/// newest one, which is the turn itself.
-fn since_last_hand_over(history: &[Message]) -> Vec<&str> {
-    let start = history
-        .iter()
-        .rposition(|m| matches!(m.sender, SenderKind::Agent | SenderKind::System))
-        .map_or(0, |i| i + 1);
-    let mut visitor: Vec<&str> = history[start..]
-        .iter()
-        .filter(|m| m.sender == SenderKind::Visitor)
-        .map(|m| m.text.as_str())
-        .collect();
-    visitor.pop();
-    visitor
-}
-
 #[async_trait]
 impl Bot for KnowledgeBot {
     async fn reply(&self, turn: BotTurn<'_>) -> BotReply {
@@ -216,8 +213,7 @@ impl Bot for KnowledgeBot {
             return BotReply::default();
         };
         let cfg = trigger_config(&turn.settings.handover);
-        let earlier = since_last_hand_over(turn.history);
-        let reply = bot.respond(&cfg, &earlier, turn.text);
+        let (reply, counters) = bot.respond_with(&cfg, turn.counters, turn.text);
         BotReply {
             messages: reply
                 .messages
@@ -229,50 +225,12 @@ impl Bot for KnowledgeBot {
                 .collect(),
             escalate: reply.escalate,
             topic: reply.topic,
+            counters: Some(counters),
             ..BotReply::default()
         }
     }
 
     fn knowledge(&self) -> Option<&KnowledgeBot> {
         Some(self)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use baton_model::Timestamp;
-
-    fn message(seq: i64, sender: SenderKind, text: &str) -> Message {
-        Message {
-            id: seq.to_string(),
-            conversation_id: "c".into(),
-            seq,
-            sender,
-            author: None,
-            text: text.into(),
-            internal: false,
-            actions: vec![],
-            attachments: vec![],
-            client_id: None,
-            channel_message_id: None,
-            created_at: Timestamp(0),
-        }
-    }
-
-    #[test]
-    fn the_count_restarts_at_each_hand_over() {
-        use SenderKind::*;
-        let history = [
-            message(1, Bot, "hello"),
-            message(2, Visitor, "one"),
-            message(3, Bot, "?"),
-            message(4, System, "Alice left the conversation"),
-            message(5, Visitor, "two"),
-            message(6, Bot, "?"),
-            message(7, Visitor, "three"),
-        ];
-        assert_eq!(since_last_hand_over(&history), ["two"]);
-        assert!(since_last_hand_over(&history[..2]).is_empty());
     }
 }

@@ -152,14 +152,14 @@ impl Ingest for Runtime {
         let result = match act {
             AgentAct::Claim => self.claim(conversation_id, agent).await,
             AgentAct::HandBack => {
-                self.apply(conversation_id, |_| Input::HandBack { by: agent.clone() })
+                let by = agent.clone();
+                self.apply(conversation_id, move |_| Input::HandBack { by })
                     .await
             }
             AgentAct::Resolve => {
-                self.apply(conversation_id, |_| Input::Resolve {
-                    by: Some(agent.clone()),
-                })
-                .await
+                let by = Some(agent.clone());
+                self.apply(conversation_id, move |_| Input::Resolve { by })
+                    .await
             }
             AgentAct::Reply { text, client_id } => {
                 match self

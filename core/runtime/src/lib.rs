@@ -21,26 +21,31 @@ mod clock;
 pub mod config;
 mod delivery;
 mod desk;
-mod engine;
+mod fanout;
 pub mod hours;
 mod knowledge;
 pub mod llm;
 pub mod outbound;
 pub mod plugins;
 mod routing;
+mod runtime;
 mod settings;
+mod staff;
+mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod turn;
+mod unit;
+mod visitor;
 pub mod webhooks;
 
 pub use bot::{Bot, BotMessage, BotReply, BotTurn, KnowledgeBot};
 pub use bus::EventBus;
 pub use clock::Clock;
 pub use config::Config;
-pub use engine::{
-    Draft, PRESENCE_HEARTBEAT_MS, PRESENCE_TIMEOUT_MS, Runtime, StartConversation, notice_text,
-};
 pub use knowledge::KnowledgeEntry;
+pub use runtime::{PRESENCE_HEARTBEAT_MS, PRESENCE_TIMEOUT_MS, Runtime, StartConversation};
+pub use unit::notice_text;
 
 /// The id of the bot configured by `[bot]`.
 pub const DEFAULT_BOT: &str = "default";

@@ -283,11 +283,14 @@ impl Bot for LlmBot {
             }
         };
         let text = answer.text.trim().to_owned();
+        // The rules read the message either way: their counts carry on.
+        let counters = builtin.counters;
         if answer.request_human {
             return BotReply {
                 messages: said(text),
                 escalate: Some(Reason::known(Reason::VISITOR_REQUEST)),
                 topic: builtin.topic,
+                counters,
                 ..BotReply::default()
             };
         }
@@ -307,6 +310,7 @@ impl Bot for LlmBot {
                 messages: said(text),
                 topic: builtin.topic,
                 power_up,
+                counters,
                 ..BotReply::default()
             };
         }
@@ -319,8 +323,13 @@ impl Bot for LlmBot {
                 actions: vec![],
             }],
             topic: builtin.topic,
+            counters,
             ..BotReply::default()
         }
+    }
+
+    fn wants_history(&self) -> bool {
+        true
     }
 
     fn knowledge(&self) -> Option<&KnowledgeBot> {

@@ -16,7 +16,14 @@ use baton_plugins::{
     ContactInfo, ConversationInfo, Escalation, HostApi, HttpRequest, HttpResponse, MessageInfo,
     Outcome, Step,
 };
-use baton_store::{NewMessage, PowerUpSession};
+use baton_store::NewMessage;
+
+/// A power-up waiting for the visitor's answer, as kept with the conversation.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PowerUpSession {
+    plugin_id: String,
+    turn: i64,
+}
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -110,16 +117,20 @@ impl Runtime {
                 .await
         {
             info!(conversation_id = %conv.id, plugin = %id, "a trigger plugin hands over");
-            self.store()
-                .set_power_up_session(&conv.id, None, self.now())
-                .await?;
-            return Ok(Some(self.plugin_escalation(conv, &id, escalation).await?));
+            let mut reply = self.plugin_escalation(conv, &id, escalation).await?;
+            reply.power_up_session = Some(None);
+            return Ok(Some(reply));
         }
         let power_ups = host.power_ups();
         if power_ups.is_empty() {
             return Ok(None);
         }
-        if let Some(session) = self.store().power_up_session(&conv.id).await? {
+        let session = conv
+            .memory
+            .power_up
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<PowerUpSession>(s).ok());
+        if let Some(session) = session {
             let turn = u32::try_from(session.turn + 1).unwrap_or(u32::MAX);
             if let Some(reply) = self
                 .power_up_step(conv, &session.plugin_id, "{}", text, turn)
@@ -161,36 +172,36 @@ impl Runtime {
                 turn,
             )
             .await;
-        let now = self.now();
+        // Kept with the conversation while it asks; written with the reply.
         let session = match &step {
-            Ok(Step::Ask(_)) => Some(PowerUpSession {
+            Ok(Step::Ask(_)) => serde_json::to_string(&PowerUpSession {
                 plugin_id: plugin.to_owned(),
                 turn: i64::from(turn),
-            }),
+            })
+            .ok(),
             _ => None,
         };
-        self.store()
-            .set_power_up_session(&conv.id, session.as_ref(), now)
-            .await?;
         let say = |text: String| BotMessage {
             text,
             actions: vec![],
         };
-        Ok(match step {
+        let mut reply = match step {
             Err(e) => {
                 warn!(conversation_id = %conv.id, plugin, error = %e, "power-up failed; the bot answers");
-                None
+                return Ok(None);
             }
-            Ok(Step::Ask(t) | Step::Reply(t)) => Some(BotReply {
+            Ok(Step::Ask(t) | Step::Reply(t)) => BotReply {
                 messages: vec![say(t)],
                 ..BotReply::default()
-            }),
-            Ok(Step::Done(t)) => Some(BotReply {
+            },
+            Ok(Step::Done(t)) => BotReply {
                 messages: t.into_iter().map(say).collect(),
                 ..BotReply::default()
-            }),
-            Ok(Step::Escalate(e)) => Some(self.plugin_escalation(conv, plugin, e).await?),
-        })
+            },
+            Ok(Step::Escalate(e)) => self.plugin_escalation(conv, plugin, e).await?,
+        };
+        reply.power_up_session = Some(session);
+        Ok(Some(reply))
     }
 
     /// A plugin's verdict as a hand-over: its tags (and `priority-<n>`) on

@@ -145,8 +145,9 @@ impl Runtime {
         let result = match conv.state.status {
             Status::Active if conv.state.assignee.as_ref() == Some(&agent) => return Ok(false),
             Status::Active => {
-                self.apply(conversation_id, |_| baton_model::Input::Transfer {
-                    to: baton_model::TransferTarget::Agent(agent.clone()),
+                let agent = agent.clone();
+                self.apply(conversation_id, move |_| baton_model::Input::Transfer {
+                    to: baton_model::TransferTarget::Agent(agent),
                 })
                 .await
             }

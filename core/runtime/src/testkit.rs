@@ -159,9 +159,10 @@ pub async fn channel_compliance(channel: Arc<dyn Channel>, samples: Samples) {
         .ingest_inbound(next(1))
         .await
         .unwrap_or_else(|e| panic!("{kind}: ingest: {e}"));
+    let claimer = agent.clone();
     runtime
-        .apply(&conv_id, |_| Input::Claim {
-            agent: agent.clone(),
+        .apply(&conv_id, move |_| Input::Claim {
+            agent: claimer,
             pause_bot_for_ms: 0,
         })
         .await
@@ -178,7 +179,10 @@ pub async fn channel_compliance(channel: Arc<dyn Channel>, samples: Samples) {
     );
 
     runtime
-        .apply(&conv_id, |_| Input::HandBack { by: agent.clone() })
+        .apply(&conv_id, {
+            let by = agent.clone();
+            move |_| Input::HandBack { by }
+        })
         .await
         .unwrap_or_else(|e| panic!("{kind}: hand back: {e}"));
     let reopened = runtime

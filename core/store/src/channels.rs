@@ -5,9 +5,9 @@
 //! gateway, the Slack console), and a channel's own keyed state (the email
 //! channel's IMAP cursor and thread bookkeeping).
 
+use crate::db::query;
 use crate::{Backend, Result, Store};
 use baton_model::Timestamp;
-use sqlx::{AssertSqlSafe, Row};
 
 /// A table of text values keyed by (owner, key): a plugin's key-value store
 /// (`plugin_kv`) and a channel's state (`channel_state`). The names are
@@ -48,7 +48,7 @@ impl Store {
         external: &str,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO channel_links (console, external, conversation_id, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (console, external) DO NOTHING",
         )
@@ -56,7 +56,7 @@ impl Store {
         .bind(external)
         .bind(conversation_id)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
     }
@@ -66,14 +66,13 @@ impl Store {
         console: &str,
         external: &str,
     ) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT conversation_id FROM channel_links WHERE console = $1 AND external = $2",
-        )
-        .bind(console)
-        .bind(external)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("conversation_id")).transpose()?)
+        let row =
+            query("SELECT conversation_id FROM channel_links WHERE console = $1 AND external = $2")
+                .bind(console)
+                .bind(external)
+                .fetch_optional(self)
+                .await?;
+        row.map(|r| r.try_get("conversation_id")).transpose()
     }
 
     pub async fn conversation_link(
@@ -81,14 +80,13 @@ impl Store {
         console: &str,
         conversation_id: &str,
     ) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT external FROM channel_links WHERE console = $1 AND conversation_id = $2",
-        )
-        .bind(console)
-        .bind(conversation_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.try_get("external")).transpose()?)
+        let row =
+            query("SELECT external FROM channel_links WHERE console = $1 AND conversation_id = $2")
+                .bind(console)
+                .bind(conversation_id)
+                .fetch_optional(self)
+                .await?;
+        row.map(|r| r.try_get("external")).transpose()
     }
 
     /// A channel's stored value under `key`.
@@ -120,12 +118,12 @@ impl Store {
             "SELECT value FROM {} WHERE {} = $1 AND key = $2",
             table.name, table.owner
         );
-        let row = sqlx::query(AssertSqlSafe(sql))
+        let row = query(sql)
             .bind(owner)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self)
             .await?;
-        Ok(row.map(|r| r.try_get("value")).transpose()?)
+        row.map(|r| r.try_get("value")).transpose()
     }
 
     /// Stores (or replaces) `value` of (`owner`, `key`) in a keyed table.
@@ -144,12 +142,12 @@ impl Store {
             name = table.name,
             owner = table.owner
         );
-        sqlx::query(AssertSqlSafe(sql))
+        query(sql)
             .bind(owner)
             .bind(key)
             .bind(value)
             .bind(now.millis())
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }

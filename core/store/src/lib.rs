@@ -1,24 +1,31 @@
 //! Baton's storage: one SQL store over SQLite (embedded default) or PostgreSQL.
 //!
 //! Every query is written once, in the subset of SQL both backends accept,
-//! and runs through sqlx's `Any` driver. Placeholders are `$1, $2, …` in
-//! ascending order of first use, which SQLite and PostgreSQL read alike.
-//! Instants are `BIGINT` milliseconds, flags `BIGINT` 0/1, lists JSON text.
+//! and every operation is one async function over a connection
+//! ([`db::Conn`]), run by the engine of the backend (see [`db`]): SQLite
+//! through rusqlite on a writer thread that commits queued writes in batches
+//! and reader threads, PostgreSQL through sqlx. Placeholders are `$1, $2, …`
+//! in ascending order of first use, which both read alike. Instants are
+//! `BIGINT` milliseconds, flags `BIGINT` 0/1, lists JSON text.
 //!
 //! Architecture invariants:
 //! - this crate knows SQL and nothing of HTTP, channels or the bot;
-//! - it never decides a hand-over transition: the runtime asks
-//!   `baton_model::step` and this crate stores the answer with a
-//!   compare-and-swap on the conversation's `version`, so that a claim is one
-//!   atomic `UPDATE` and concurrent claims have exactly one winner;
-//! - every state change and its outbox event are written in one transaction.
+//! - it never decides a hand-over transition: a unit of work
+//!   ([`Store::unit`]) reads the conversation under its lock and asks the
+//!   caller's plan what to write, so a claim and a bot reply for the same
+//!   conversation are ordered, and the plan sees what came first;
+//! - every state change and its outbox events are written in one
+//!   transaction, and its result is handed back only once it committed;
+//! - on SQLite no connection but the writer's ever writes.
 
 mod channels;
 mod conversations;
+mod db;
 mod events;
 mod plugins;
 mod rows;
 mod settings;
+mod unit;
 mod users;
 mod webhooks;
 mod work;
@@ -27,17 +34,20 @@ pub use channels::SingletonGuard;
 pub use conversations::{
     AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage,
 };
+pub use events::NOTIFY_CHANNEL;
 pub use events::{StoredEvent, new_event_id};
-pub use plugins::{PluginJob, PowerUpSession};
+pub use plugins::PluginJob;
+pub use unit::{Announcement, ContactUpdate, Decision, Outcome, Plan, Side, Skip, Unit};
 pub use users::{
     ApiToken, Deactivation, NewUser, RoutingUpdate, SessionRecord, TokenListing, User,
 };
 pub use webhooks::{Delivery, DeliveryStatus, NewWebhook, Webhook};
 pub use work::{ActionRun, HandoverTimes, Notification, Task};
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Transaction};
+use db::{Conn, Engine, Op};
+use futures_util::future::BoxFuture;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,6 +56,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(String, bool),
+    #[error("database error: {0}")]
+    Postgres(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0} already exists")]
@@ -61,13 +75,14 @@ impl Error {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             Error::Conflict(_) => true,
+            Error::Sqlite(_, unique) => *unique,
             Error::Db(sqlx::Error::Database(e)) => e.is_unique_violation(),
             _ => false,
         }
     }
 }
 
-/// Which SQL server is behind the pool.
+/// Which SQL server is behind the store.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -77,19 +92,27 @@ pub enum Backend {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// SQLite reader threads: reads never wait for the writer (WAL), and two
+/// cores rarely keep more than a few busy.
+const SQLITE_READERS: usize = 3;
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
+    engine: Arc<Engine>,
     url: String,
+    /// The webhook subscriptions, read once and kept until one changes (on
+    /// this node) or, with several nodes, for a second at most.
+    hooks: Arc<events::HookCache>,
+    /// Who hears of each commit, in commit order (see [`Store::announce_to`]).
+    announcer: db::AnnouncerSlot,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password; say only which backend this is.
         f.debug_struct("Store")
-            .field("backend", &self.backend)
+            .field("backend", &self.backend())
             .finish()
     }
 }
@@ -98,8 +121,9 @@ impl Store {
     /// Opens (creating if needed) the SQLite database `<data_dir>/baton.db`.
     pub async fn open_data_dir(data_dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
-            Error::Db(sqlx::Error::Configuration(
-                format!("cannot create data dir {}: {e}", data_dir.display()).into(),
+            Error::Corrupt(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
             ))
         })?;
         let path = data_dir.join("baton.db");
@@ -108,54 +132,63 @@ impl Store {
 
     /// Connects to `sqlite://…` or `postgres://…`. Does not migrate.
     pub async fn connect(url: &str) -> Result<Self> {
-        install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
+        let announcer: db::AnnouncerSlot = Arc::default();
+        let engine = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or(path).to_owned();
+            if path.is_empty() || path == ":memory:" {
+                return Err(Error::UnsupportedUrl(redact(url)));
+            }
+            let slot = announcer.clone();
+            let opened =
+                tokio::task::spawn_blocking(move || db::Lite::open(&path, SQLITE_READERS, slot))
+                    .await
+                    .map_err(|e| Error::Corrupt(format!("cannot open SQLite: {e}")))??;
+            Engine::Sqlite(opened)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .acquire_timeout(Duration::from_secs(30))
+                .max_connections(16)
+                .connect(url)
+                .await?;
+            Engine::Postgres(pool, announcer.clone())
         } else {
             return Err(Error::UnsupportedUrl(redact(url)));
         };
-        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
-        let pool = match backend {
-            Backend::Sqlite => {
-                options
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            use sqlx::Executor;
-                            // WAL lets readers run beside the one writer; the busy
-                            // timeout makes writers queue instead of failing.
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA busy_timeout = 30000").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            conn.execute("PRAGMA synchronous = NORMAL").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(url)
-                    .await?
-            }
-            Backend::Postgres => options.max_connections(16).connect(url).await?,
-        };
         Ok(Self {
-            pool,
-            backend,
+            engine: Arc::new(engine),
             url: url.to_owned(),
+            hooks: Arc::new(events::HookCache::default()),
+            announcer,
         })
     }
 
+    /// Sets who hears of every committed unit of work (its conversation,
+    /// messages and events), in commit order, right after the commit and
+    /// before the unit's caller hears of its result. Once; later calls are
+    /// ignored. The callback must not block: it runs on the SQLite writer.
+    pub fn announce_to(&self, announce: impl Fn(Announcement) + Send + Sync + 'static) {
+        let _ = self.announcer.set(Arc::new(announce));
+    }
+
     /// Applies the migrations for this backend; safe to run on every start.
+    /// SQLite's are applied through sqlx, which keeps their record, on a
+    /// connection of their own.
     pub async fn migrate(&self) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        match &*self.engine {
+            Engine::Sqlite(_) => {
+                use sqlx::Connection;
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                SQLITE_MIGRATIONS.run(&mut conn).await?;
+                conn.close().await?;
+            }
+            Engine::Postgres(pool, _) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
     }
 
     pub fn backend(&self) -> Backend {
-        self.backend
+        self.engine.backend()
     }
 
     /// The URL this store was opened with (for a LISTEN connection); may hold a password.
@@ -165,46 +198,39 @@ impl Store {
 
     /// Answers once the database does.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.read(|c| Box::pin(async move { db::query("SELECT 1").execute(c).await.map(|_| ()) }))
+            .await
     }
 
-    /// Starts a write transaction.
-    ///
-    /// On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken up front, so a
-    /// transaction that reads before it writes cannot fail half-way with
-    /// "database is locked" when another writer got in between.
-    pub async fn begin(&self) -> Result<Tx> {
-        let inner = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(Tx {
-            inner,
-            backend: self.backend,
-        })
-    }
-
+    /// Lets queued writes finish and closes the database.
     pub async fn close(&self) {
-        self.pool.close().await;
-    }
-}
-
-/// A write transaction. Dropped without [`Tx::commit`], it rolls back.
-pub struct Tx {
-    inner: Transaction<'static, Any>,
-    backend: Backend,
-}
-
-impl Tx {
-    pub async fn commit(self) -> Result<()> {
-        self.inner.commit().await?;
-        Ok(())
+        match &*self.engine {
+            Engine::Sqlite(lite) => lite.close().await,
+            Engine::Postgres(pool, _) => pool.close().await,
+        }
     }
 
-    pub async fn rollback(self) -> Result<()> {
-        self.inner.rollback().await?;
-        Ok(())
+    /// A read, on a reader (SQLite) or a pooled connection (PostgreSQL).
+    pub(crate) async fn read<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.engine.read(Box::new(op)).await
+    }
+
+    /// A write: queued for the writer (SQLite) or in a transaction of its
+    /// own (PostgreSQL). Its result comes back once it committed.
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Conn) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.engine.write(Box::new(op)).await
+    }
+
+    pub(crate) async fn write_all<T: Send + 'static>(&self, ops: Vec<Op<T>>) -> Vec<Result<T>> {
+        self.engine.write_all(ops).await
     }
 }
 

@@ -3,9 +3,9 @@
 //! power-up a conversation is in the middle of.
 
 use crate::channels::KeyedTable;
+use crate::db::query;
 use crate::{Result, Store, new_id};
 use baton_model::Timestamp;
-use sqlx::Row;
 
 /// One plugin action to run (or that ran) for one hand-over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,17 +22,10 @@ pub struct PluginJob {
     pub last_error: Option<String>,
 }
 
-/// A power-up waiting for the visitor's answer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PowerUpSession {
-    pub plugin_id: String,
-    pub turn: i64,
-}
-
 const JOB_COLUMNS: &str = "id, plugin_id, conversation_id, idempotency_key, reason, position, \
                            attempts, status, next_at, last_error";
 
-fn job(row: &sqlx::any::AnyRow) -> Result<PluginJob> {
+fn job(row: &crate::db::Row) -> Result<PluginJob> {
     Ok(PluginJob {
         id: row.try_get("id")?,
         plugin_id: row.try_get("plugin_id")?,
@@ -64,20 +57,20 @@ impl Store {
     }
 
     pub async fn kv_delete(&self, plugin_id: &str, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM plugin_kv WHERE plugin_id = $1 AND key = $2")
+        query("DELETE FROM plugin_kv WHERE plugin_id = $1 AND key = $2")
             .bind(plugin_id)
             .bind(key)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
 
     /// Plugins an admin switched off.
     pub async fn plugins_switched_off(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT plugin_id FROM plugin_switches WHERE enabled = 0")
-            .fetch_all(&self.pool)
+        let rows = query("SELECT plugin_id FROM plugin_switches WHERE enabled = 0")
+            .fetch_all(self)
             .await?;
-        rows.iter().map(|r| Ok(r.try_get("plugin_id")?)).collect()
+        rows.iter().map(|r| r.try_get("plugin_id")).collect()
     }
 
     pub async fn switch_plugin(
@@ -86,7 +79,7 @@ impl Store {
         enabled: bool,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO plugin_switches (plugin_id, enabled, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (plugin_id) DO UPDATE SET enabled = excluded.enabled, \
              updated_at = excluded.updated_at",
@@ -94,7 +87,7 @@ impl Store {
         .bind(plugin_id)
         .bind(i64::from(enabled))
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
     }
@@ -110,7 +103,7 @@ impl Store {
         position: i64,
         now: Timestamp,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = query(
             "INSERT INTO plugin_jobs (id, plugin_id, conversation_id, idempotency_key, reason, \
              position, attempts, status, next_at, last_error, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 0, 'queued', $7, NULL, $7, $7) \
@@ -123,9 +116,9 @@ impl Store {
         .bind(reason)
         .bind(position)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     /// Claims up to `limit` due jobs: they become `running` until
@@ -137,20 +130,20 @@ impl Store {
         limit: i64,
         stale_ms: i64,
     ) -> Result<Vec<PluginJob>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = query(format!(
             "SELECT {JOB_COLUMNS} FROM plugin_jobs WHERE (status = 'queued' AND next_at <= $1) \
              OR (status = 'running' AND next_at <= $2) ORDER BY next_at, position LIMIT $3"
-        )))
+        ))
         .bind(now.millis())
         .bind(now.millis() - stale_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self)
         .await?;
         let mut claimed = vec![];
         for row in &rows {
             let mut j = job(row)?;
             // Compare-and-set on the row as read: another node may claim it first.
-            let won = sqlx::query(
+            let won = query(
                 "UPDATE plugin_jobs SET status = 'running', attempts = attempts + 1, \
                  next_at = $1, updated_at = $1 WHERE id = $2 AND status = $3 AND attempts = $4",
             )
@@ -158,9 +151,9 @@ impl Store {
             .bind(&j.id)
             .bind(&j.status)
             .bind(j.attempts)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
-            if won.rows_affected() == 1 {
+            if won == 1 {
                 j.attempts += 1;
                 j.status = "running".into();
                 claimed.push(j);
@@ -178,16 +171,16 @@ impl Store {
         attempts: i64,
         now: Timestamp,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE plugin_jobs SET status = 'queued', attempts = attempts - 1, next_at = $1, \
              updated_at = $1 WHERE id = $2 AND status = 'running' AND attempts = $3",
         )
         .bind(now.millis())
         .bind(id)
         .bind(attempts)
-        .execute(&self.pool)
+        .execute(self)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Records how a claimed job went: `done`, `failed`, or `queued` again
@@ -200,7 +193,7 @@ impl Store {
         error: Option<&str>,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "UPDATE plugin_jobs SET status = $1, next_at = $2, last_error = $3, updated_at = $4 \
              WHERE id = $5",
         )
@@ -209,65 +202,18 @@ impl Store {
         .bind(error)
         .bind(now.millis())
         .bind(id)
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
     }
 
     pub async fn plugin_jobs(&self, conversation_id: &str) -> Result<Vec<PluginJob>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = query(format!(
             "SELECT {JOB_COLUMNS} FROM plugin_jobs WHERE conversation_id = $1 ORDER BY created_at, position"
-        )))
+        ))
         .bind(conversation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self)
         .await?;
         rows.iter().map(job).collect()
-    }
-
-    pub async fn power_up_session(&self, conversation_id: &str) -> Result<Option<PowerUpSession>> {
-        let row =
-            sqlx::query("SELECT plugin_id, turn FROM power_up_sessions WHERE conversation_id = $1")
-                .bind(conversation_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|r| {
-            Ok(PowerUpSession {
-                plugin_id: r.try_get("plugin_id")?,
-                turn: r.try_get("turn")?,
-            })
-        })
-        .transpose()
-    }
-
-    /// Sets (or, with `None`, ends) the power-up a conversation is in.
-    pub async fn set_power_up_session(
-        &self,
-        conversation_id: &str,
-        session: Option<&PowerUpSession>,
-        now: Timestamp,
-    ) -> Result<()> {
-        match session {
-            None => {
-                sqlx::query("DELETE FROM power_up_sessions WHERE conversation_id = $1")
-                    .bind(conversation_id)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Some(s) => {
-                sqlx::query(
-                    "INSERT INTO power_up_sessions (conversation_id, plugin_id, turn, updated_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id) DO UPDATE SET \
-                     plugin_id = excluded.plugin_id, turn = excluded.turn, \
-                     updated_at = excluded.updated_at",
-                )
-                .bind(conversation_id)
-                .bind(&s.plugin_id)
-                .bind(s.turn)
-                .bind(now.millis())
-                .execute(&self.pool)
-                .await?;
-            }
-        }
-        Ok(())
     }
 }

@@ -1,19 +1,19 @@
 //! Turning rows into model types. Stored strings that no longer parse are
 //! reported as corrupt data rather than silently replaced.
 
+use crate::db::Row;
 use crate::{Error, Result};
 use baton_model::{
-    AgentRef, ChannelKind, ContactRef, Conversation, HandoverRecord, HandoverState, Message,
-    Reason, SenderKind, Status, Timestamp,
+    AgentRef, BotMemory, ChannelKind, ContactRef, Conversation, HandoverRecord, HandoverState,
+    Message, Reason, SenderKind, Status, Timestamp,
 };
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use std::str::FromStr;
 
 pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.bot_id, c.channel, c.thread_key, c.status, c.assignee_id, \
     u.name AS assignee_name, c.department, c.handover_reason, c.handover_at, c.handover_by, \
     c.bot_paused_until, c.escalated_at, c.claimed_at, c.first_agent_reply_at, c.resolved_at, \
     c.tags, c.unread, c.last_seq, c.version, c.created_at, c.updated_at, \
+    c.topic, c.collecting, c.bot_counters, c.power_up, \
     k.id AS contact_id, k.name AS contact_name, k.email AS contact_email, k.phone AS contact_phone";
 
 pub(crate) const CONVERSATION_FROM: &str = "FROM conversations c \
@@ -36,11 +36,11 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> R
     serde_json::from_str(value).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
 }
 
-fn ts(row: &AnyRow, col: &str) -> Result<Option<Timestamp>> {
+fn ts(row: &Row, col: &str) -> Result<Option<Timestamp>> {
     Ok(row.try_get::<Option<i64>, _>(col)?.map(Timestamp))
 }
 
-pub(crate) fn conversation(row: &AnyRow) -> Result<Conversation> {
+pub(crate) fn conversation(row: &Row) -> Result<Conversation> {
     let status: String = row.try_get("status")?;
     let channel: String = row.try_get("channel")?;
     let assignee = match (
@@ -90,10 +90,16 @@ pub(crate) fn conversation(row: &AnyRow) -> Result<Conversation> {
         version: row.try_get("version")?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
+        memory: BotMemory {
+            counters: row.try_get("bot_counters")?,
+            collecting: row.try_get("collecting")?,
+            topic: row.try_get("topic")?,
+            power_up: row.try_get("power_up")?,
+        },
     })
 }
 
-pub(crate) fn message(row: &AnyRow) -> Result<Message> {
+pub(crate) fn message(row: &Row) -> Result<Message> {
     let sender: String = row.try_get("sender")?;
     let author = match (
         row.try_get::<Option<String>, _>("author_id")?,

@@ -1,10 +1,10 @@
 //! Staff accounts, browser sessions and API tokens. Secrets are stored only as hashes.
 
+use crate::db::Row as AnyRow;
+use crate::db::query;
 use crate::rows::parse;
 use crate::{Error, Result, Store, new_id};
 use baton_model::{Presence, Role, Timestamp};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 /// A staff member. The password hash never leaves this crate's callers' hands in JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +144,7 @@ impl Store {
     pub async fn create_user(&self, new: NewUser<'_>, now: Timestamp) -> Result<User> {
         let id = new_id();
         let email = new.email.trim().to_lowercase();
-        let result = sqlx::query(
+        let result = query(
             "INSERT INTO users (id, email, name, role, password_hash, presence, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'offline', $6)",
         )
@@ -154,14 +154,14 @@ impl Store {
         .bind(new.role.as_str())
         .bind(new.password_hash)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await;
         match result {
             Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(e) if e.is_unique_violation() => {
                 return Err(Error::Conflict("a user with this email"));
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         self.user(&id)
             .await?
@@ -170,10 +170,7 @@ impl Store {
 
     pub async fn user(&self, id: &str) -> Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = query(sql).bind(id).fetch_optional(self).await?;
         row.as_ref().map(user).transpose()
     }
 
@@ -181,9 +178,9 @@ impl Store {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>> {
         let sql =
             format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deactivated_at IS NULL");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = query(sql)
             .bind(email.trim().to_lowercase())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self)
             .await?;
         row.as_ref().map(user).transpose()
     }
@@ -193,18 +190,14 @@ impl Store {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users WHERE deactivated_at IS NULL ORDER BY created_at, id"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = query(sql).fetch_all(self).await?;
         rows.iter().map(user).collect()
     }
 
     /// Every user, deactivated ones included, oldest first.
     pub async fn list_all_users(&self) -> Result<Vec<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = query(sql).fetch_all(self).await?;
         rows.iter().map(user).collect()
     }
 
@@ -213,31 +206,33 @@ impl Store {
     /// rows are locked first, so two admins removing the last two owners at
     /// once cannot both succeed.
     pub async fn deactivate_user(&self, user_id: &str, now: Timestamp) -> Result<Deactivation> {
-        let mut tx = self.begin().await?;
-        let Some(user) = tx.owner_guard(user_id).await? else {
-            return Ok(Deactivation::NotFound);
-        };
-        if !user.active {
-            return Ok(Deactivation::AlreadyDeactivated);
-        }
-        if user.last_owner {
-            return Ok(Deactivation::LastOwner);
-        }
-        sqlx::query("UPDATE users SET deactivated_at = $1, presence = 'offline' WHERE id = $2")
-            .bind(now.millis())
-            .bind(user_id)
-            .execute(&mut *tx.inner)
-            .await?;
-        for table in ["sessions", "api_tokens"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE user_id = $1"
-            )))
-            .bind(user_id)
-            .execute(&mut *tx.inner)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(Deactivation::Done)
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                let Some(user) = owner_guard(c, &user_id).await? else {
+                    return Ok(Deactivation::NotFound);
+                };
+                if !user.active {
+                    return Ok(Deactivation::AlreadyDeactivated);
+                }
+                if user.last_owner {
+                    return Ok(Deactivation::LastOwner);
+                }
+                query("UPDATE users SET deactivated_at = $1, presence = 'offline' WHERE id = $2")
+                    .bind(now.millis())
+                    .bind(user_id.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                for table in ["sessions", "api_tokens"] {
+                    query(format!("DELETE FROM {table} WHERE user_id = $1"))
+                        .bind(user_id.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                }
+                Ok(Deactivation::Done)
+            })
+        })
+        .await
     }
 
     /// Changes a user's role. Taking the owner role from the last active
@@ -245,38 +240,42 @@ impl Store {
     /// so a demotion and a removal at once cannot leave nobody who may
     /// administer.
     pub async fn change_role(&self, user_id: &str, role: Role) -> Result<Deactivation> {
-        let mut tx = self.begin().await?;
-        let Some(user) = tx.owner_guard(user_id).await? else {
-            return Ok(Deactivation::NotFound);
-        };
-        if user.last_owner && role != Role::Owner {
-            return Ok(Deactivation::LastOwner);
-        }
-        sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-            .bind(role.as_str())
-            .bind(user_id)
-            .execute(&mut *tx.inner)
-            .await?;
-        tx.commit().await?;
-        Ok(Deactivation::Done)
+        let user_id = user_id.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                let Some(user) = owner_guard(c, &user_id).await? else {
+                    return Ok(Deactivation::NotFound);
+                };
+                if user.last_owner && role != Role::Owner {
+                    return Ok(Deactivation::LastOwner);
+                }
+                query("UPDATE users SET role = $1 WHERE id = $2")
+                    .bind(role.as_str())
+                    .bind(user_id.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                Ok(Deactivation::Done)
+            })
+        })
+        .await
     }
 
     /// Lets a deactivated user sign in again (with their old password).
     pub async fn reactivate_user(&self, user_id: &str) -> Result<bool> {
-        let done = sqlx::query(
+        let done = query(
             "UPDATE users SET deactivated_at = NULL WHERE id = $1 AND deactivated_at IS NOT NULL",
         )
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self)
         .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     pub async fn count_users(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE deactivated_at IS NULL")
-            .fetch_one(&self.pool)
+        let row = query("SELECT COUNT(*) AS n FROM users WHERE deactivated_at IS NULL")
+            .fetch_one(self)
             .await?;
-        Ok(row.try_get("n")?)
+        row.try_get("n")
     }
 
     /// Changes a user's role and/or name; `None` keeps the current value.
@@ -286,13 +285,13 @@ impl Store {
         role: Option<Role>,
         name: Option<&str>,
     ) -> Result<Option<User>> {
-        sqlx::query(
+        query(
             "UPDATE users SET role = COALESCE($1, role), name = COALESCE($2, name) WHERE id = $3",
         )
         .bind(role.map(|r| r.as_str()))
         .bind(name)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         self.user(user_id).await
     }
@@ -303,7 +302,7 @@ impl Store {
             l.as_ref()
                 .map(|l| serde_json::to_string(l).unwrap_or_else(|_| "[]".into()))
         };
-        sqlx::query(
+        query(
             "UPDATE users SET departments = COALESCE($1, departments), \
              expertise = COALESCE($2, expertise), capacity = COALESCE($3, capacity), \
              notify_assigned = COALESCE($4, notify_assigned), \
@@ -315,28 +314,28 @@ impl Store {
         .bind(update.notify_assigned.map(i64::from))
         .bind(update.notify_task.map(i64::from))
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
     }
 
     /// Records that automatic assignment just gave this user a conversation.
     pub async fn mark_assigned(&self, user_id: &str, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE users SET last_assigned_at = $1 WHERE id = $2")
+        query("UPDATE users SET last_assigned_at = $1 WHERE id = $2")
             .bind(now.millis())
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
 
     /// How many `active` conversations each staff member holds.
     pub async fn active_load(&self) -> Result<std::collections::HashMap<String, i64>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT assignee_id, COUNT(*) AS n FROM conversations \
              WHERE status = 'active' AND assignee_id IS NOT NULL GROUP BY assignee_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("assignee_id")?, r.try_get("n")?)))
@@ -345,19 +344,19 @@ impl Store {
 
     /// Records that a staff member is here now.
     pub async fn touch_user(&self, user_id: &str, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
+        query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
             .bind(now.millis())
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
 
     pub async fn set_presence(&self, user_id: &str, presence: Presence) -> Result<()> {
-        sqlx::query("UPDATE users SET presence = $1 WHERE id = $2")
+        query("UPDATE users SET presence = $1 WHERE id = $2")
             .bind(presence.as_str())
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
@@ -370,7 +369,7 @@ impl Store {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -379,7 +378,7 @@ impl Store {
         .bind(csrf_token)
         .bind(now.millis())
         .bind(expires_at.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
     }
@@ -391,10 +390,10 @@ impl Store {
              FROM sessions s JOIN users u ON u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.deactivated_at IS NULL"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = query(sql)
             .bind(token_hash)
             .bind(now.millis())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self)
             .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SessionRecord {
@@ -405,9 +404,9 @@ impl Store {
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
@@ -420,7 +419,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<ApiToken> {
         let id = new_id();
-        sqlx::query(
+        query(
             "INSERT INTO api_tokens (id, token_hash, user_id, name, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
@@ -429,7 +428,7 @@ impl Store {
         .bind(user_id)
         .bind(name)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(ApiToken {
             id,
@@ -448,10 +447,7 @@ impl Store {
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND u.deactivated_at IS NULL"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = query(sql).bind(token_hash).fetch_optional(self).await?;
         let Some(row) = row else { return Ok(None) };
         let u = user(&row)?;
         let token = ApiToken {
@@ -468,24 +464,24 @@ impl Store {
 
     /// Records that a token was used now.
     pub async fn touch_api_token(&self, token_id: &str, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+        query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
             .bind(now.millis())
             .bind(token_id)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
 
     /// API tokens, newest first: one user's, or everyone's (`None`).
     pub async fn list_api_tokens(&self, user_id: Option<&str>) -> Result<Vec<TokenListing>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT t.id, t.name, t.user_id, t.created_at, t.last_used_at, \
              u.name AS user_name, u.email AS user_email \
              FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE ($1 IS NULL OR t.user_id = $1) ORDER BY t.created_at DESC, t.id DESC",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self)
         .await?;
         rows.iter()
             .map(|r| {
@@ -500,31 +496,31 @@ impl Store {
 
     /// One API token by its id.
     pub async fn api_token(&self, id: &str) -> Result<Option<ApiToken>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT id, name, user_id, created_at, last_used_at FROM api_tokens WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self)
         .await?;
         row.as_ref().map(api_token).transpose()
     }
 
     /// Deletes an API token: it stops working at once. False if there was none.
     pub async fn revoke_api_token(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE id = $1")
+        let done = query("DELETE FROM api_tokens WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     /// Deletes the API token with this hash (a sign-out with it).
     pub async fn revoke_api_token_by_hash(&self, token_hash: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM api_tokens WHERE token_hash = $1")
+        let done = query("DELETE FROM api_tokens WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 }
 
@@ -535,29 +531,26 @@ struct OwnerGuard {
     last_owner: bool,
 }
 
-impl crate::Tx {
-    /// Locks the active owners' rows (a no-op write, so it locks on both
-    /// backends), then reads whether `user_id` is active and the last owner.
-    async fn owner_guard(&mut self, user_id: &str) -> Result<Option<OwnerGuard>> {
-        sqlx::query("UPDATE users SET role = role WHERE role = 'owner' AND deactivated_at IS NULL")
-            .execute(&mut *self.inner)
-            .await?;
-        let row = sqlx::query("SELECT role, deactivated_at FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut *self.inner)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let active = row.try_get::<Option<i64>, _>("deactivated_at")?.is_none();
-        let owner = row.try_get::<String, _>("role")? == Role::Owner.as_str();
-        let owners: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND deactivated_at IS NULL",
-        )
-        .fetch_one(&mut *self.inner)
-        .await?
-        .try_get("n")?;
-        Ok(Some(OwnerGuard {
-            active,
-            last_owner: active && owner && owners <= 1,
-        }))
-    }
+/// Locks the active owners' rows (a no-op write, so it locks on both
+/// backends), then reads whether `user_id` is active and the last owner.
+async fn owner_guard(c: &mut dyn crate::db::Conn, user_id: &str) -> Result<Option<OwnerGuard>> {
+    query("UPDATE users SET role = role WHERE role = 'owner' AND deactivated_at IS NULL")
+        .execute(&mut *c)
+        .await?;
+    let row = query("SELECT role, deactivated_at FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let active = row.try_get::<Option<i64>, _>("deactivated_at")?.is_none();
+    let owner = row.try_get::<String, _>("role")? == Role::Owner.as_str();
+    let owners: i64 =
+        query("SELECT COUNT(*) AS n FROM users WHERE role = 'owner' AND deactivated_at IS NULL")
+            .fetch_one(&mut *c)
+            .await?
+            .try_get("n")?;
+    Ok(Some(OwnerGuard {
+        active,
+        last_owner: active && owner && owners <= 1,
+    }))
 }

@@ -1,10 +1,10 @@
 //! Webhook subscriptions and their delivery log.
 
+use crate::db::Row as AnyRow;
+use crate::db::query;
 use crate::rows::{json, parse};
 use crate::{Result, Store, new_id};
 use baton_model::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -119,7 +119,7 @@ impl Store {
             active: true,
             created_at: now,
         };
-        sqlx::query(
+        query(
             "INSERT INTO webhooks (id, url, events, secret, active, created_at) \
              VALUES ($1, $2, $3, $4, 1, $5)",
         )
@@ -128,43 +128,49 @@ impl Store {
         .bind(serde_json::to_string(&hook.events).unwrap_or_else(|_| "[]".into()))
         .bind(&hook.secret)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
+        self.hooks.invalidate();
         Ok(hook)
     }
 
     pub async fn webhooks(&self) -> Result<Vec<Webhook>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, url, events, secret, active, created_at FROM webhooks ORDER BY created_at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self)
         .await?;
         rows.iter().map(webhook).collect()
     }
 
     pub async fn webhook(&self, id: &str) -> Result<Option<Webhook>> {
-        let row = sqlx::query(
-            "SELECT id, url, events, secret, active, created_at FROM webhooks WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            query("SELECT id, url, events, secret, active, created_at FROM webhooks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self)
+                .await?;
         row.as_ref().map(webhook).transpose()
     }
 
     /// Deletes a webhook and its delivery log; false when there was none.
     pub async fn delete_webhook(&self, id: &str) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
+        let id = id.to_owned();
+        let done = self
+            .write(move |c| {
+                Box::pin(async move {
+                    query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
+                        .bind(id.as_str())
+                        .execute(&mut *c)
+                        .await?;
+                    query("DELETE FROM webhooks WHERE id = $1")
+                        .bind(id.as_str())
+                        .execute(&mut *c)
+                        .await
+                })
+            })
             .await?;
-        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        self.hooks.invalidate();
+        Ok(done > 0)
     }
 
     /// The newest deliveries of one webhook, newest first.
@@ -173,10 +179,10 @@ impl Store {
             "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE webhook_id = $1 \
              ORDER BY created_at DESC, id DESC LIMIT $2"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = query(sql)
             .bind(webhook_id)
             .bind(limit.clamp(1, 1000))
-            .fetch_all(&self.pool)
+            .fetch_all(self)
             .await?;
         rows.iter().map(delivery).collect()
     }
@@ -195,25 +201,25 @@ impl Store {
              AND (lease_until IS NULL OR lease_until <= $1) \
              ORDER BY next_attempt_at, created_at LIMIT $2"
         );
-        let candidates = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let candidates = query(sql)
             .bind(now.millis())
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self)
             .await?;
         let mut leased = Vec::new();
         for row in &candidates {
             let d = delivery(row)?;
             // The lease is itself a compare-and-swap: only one node wins each delivery.
-            let done = sqlx::query(
+            let done = query(
                 "UPDATE webhook_deliveries SET lease_until = $1 WHERE id = $2 \
                  AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)",
             )
             .bind(lease_until.millis())
             .bind(&d.id)
             .bind(now.millis())
-            .execute(&self.pool)
+            .execute(self)
             .await?;
-            if done.rows_affected() == 1 {
+            if done == 1 {
                 leased.push(d);
             }
         }
@@ -227,15 +233,15 @@ impl Store {
     pub async fn release_leases(&self, ids: &[String], lease_until: Timestamp) -> Result<u64> {
         let mut released = 0;
         for id in ids {
-            let done = sqlx::query(
+            let done = query(
                 "UPDATE webhook_deliveries SET lease_until = NULL \
                  WHERE id = $1 AND status = 'pending' AND lease_until = $2",
             )
             .bind(id)
             .bind(lease_until.millis())
-            .execute(&self.pool)
+            .execute(self)
             .await?;
-            released += done.rows_affected();
+            released += done;
         }
         Ok(released)
     }
@@ -250,7 +256,7 @@ impl Store {
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status = $2, \
                  last_error = $3, next_attempt_at = $4, lease_until = NULL, \
                  delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END \
@@ -262,17 +268,17 @@ impl Store {
         .bind(retry_at.millis())
         .bind(now.millis())
         .bind(delivery_id)
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
     }
 
     /// The earliest instant a pending delivery becomes due, if any is pending.
     pub async fn next_delivery_due(&self) -> Result<Option<Timestamp>> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT MIN(next_attempt_at) AS due FROM webhook_deliveries WHERE status = 'pending'",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self)
         .await?;
         Ok(row.try_get::<Option<i64>, _>("due")?.map(Timestamp))
     }

@@ -2,10 +2,10 @@
 //! post-hand-over action runs; plus knowledge-base edits made through the
 //! API, the contact collector's pending hand-over and report timings.
 
+use crate::db::Row as AnyRow;
+use crate::db::query;
 use crate::{Result, Store, new_id};
 use baton_model::Timestamp;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 /// A follow-up for a staff member (seed 002's "create a task").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,14 +93,12 @@ fn notification(row: &AnyRow) -> Result<Notification> {
 /// Conversation columns that live outside the hand-over state.
 #[derive(Clone, Copy)]
 enum ConversationNote {
-    Collecting,
     Topic,
 }
 
 impl ConversationNote {
     fn column(self) -> &'static str {
         match self {
-            ConversationNote::Collecting => "collecting",
             ConversationNote::Topic => "topic",
         }
     }
@@ -122,7 +120,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Task> {
         let id = new_id();
-        sqlx::query(
+        query(
             "INSERT INTO tasks (id, conversation_id, title, description, assignee_id, due_at, \
              done, created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
         )
@@ -133,7 +131,7 @@ impl Store {
         .bind(assignee_id)
         .bind(due_at.millis())
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(Task {
             id,
@@ -160,31 +158,28 @@ impl Store {
              AND ($2 = '' OR conversation_id = $2) AND ($3 = 1 OR done = 0) \
              ORDER BY done, due_at, id LIMIT 500"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = query(sql)
             .bind(assignee_id.unwrap_or(""))
             .bind(conversation_id.unwrap_or(""))
             .bind(i64::from(include_done))
-            .fetch_all(&self.pool)
+            .fetch_all(self)
             .await?;
         rows.iter().map(task).collect()
     }
 
     pub async fn task(&self, id: &str) -> Result<Option<Task>> {
         let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = query(sql).bind(id).fetch_optional(self).await?;
         row.as_ref().map(task).transpose()
     }
 
     /// Marks a task done or open again.
     pub async fn set_task_done(&self, id: &str, done: bool, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE tasks SET done = $1, done_at = $2 WHERE id = $3")
+        query("UPDATE tasks SET done = $1, done_at = $2 WHERE id = $3")
             .bind(i64::from(done))
             .bind(done.then_some(now.millis()))
             .bind(id)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
@@ -199,7 +194,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Notification> {
         let id = new_id();
-        sqlx::query(
+        query(
             "INSERT INTO notifications (id, user_id, kind, conversation_id, task_id, text, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -210,7 +205,7 @@ impl Store {
         .bind(task_id)
         .bind(text)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(Notification {
             id,
@@ -230,20 +225,16 @@ impl Store {
             "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE user_id = $1 \
              ORDER BY created_at DESC, id DESC LIMIT $2"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(user_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = query(sql).bind(user_id).bind(limit).fetch_all(self).await?;
         rows.iter().map(notification).collect()
     }
 
     /// Marks all of a user's notifications read.
     pub async fn read_notifications(&self, user_id: &str, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL")
+        query("UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL")
             .bind(now.millis())
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(self)
             .await?;
         Ok(())
     }
@@ -257,7 +248,7 @@ impl Store {
         detail: &str,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO action_runs (id, conversation_id, position, action, ok, detail, \
              created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -268,19 +259,19 @@ impl Store {
         .bind(i64::from(ok))
         .bind(detail)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
     }
 
     /// The action runs of one conversation, in the order they ran.
     pub async fn action_runs(&self, conversation_id: &str) -> Result<Vec<ActionRun>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, conversation_id, position, action, ok, detail, created_at \
              FROM action_runs WHERE conversation_id = $1 ORDER BY created_at, position, id",
         )
         .bind(conversation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self)
         .await?;
         rows.iter()
             .map(|r| {
@@ -299,11 +290,10 @@ impl Store {
 
     /// Knowledge-base edits as `(bot id, entry id, JSON body or None when removed)`.
     pub async fn knowledge_edits(&self) -> Result<Vec<(String, String, Option<String>)>> {
-        let rows = sqlx::query(
-            "SELECT bot_id, entry_id, body FROM knowledge_entries ORDER BY bot_id, entry_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            query("SELECT bot_id, entry_id, body FROM knowledge_entries ORDER BY bot_id, entry_id")
+                .fetch_all(self)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -323,7 +313,7 @@ impl Store {
         body: Option<&str>,
         now: Timestamp,
     ) -> Result<()> {
-        sqlx::query(
+        query(
             "INSERT INTO knowledge_entries (bot_id, entry_id, body, updated_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (bot_id, entry_id) DO UPDATE \
              SET body = excluded.body, updated_at = excluded.updated_at",
@@ -332,30 +322,14 @@ impl Store {
         .bind(entry_id)
         .bind(body)
         .bind(now.millis())
-        .execute(&self.pool)
+        .execute(self)
         .await?;
         Ok(())
-    }
-
-    /// The contact collector's pending hand-over (JSON), if one is under way.
-    pub async fn collecting(&self, conversation_id: &str) -> Result<Option<String>> {
-        self.conversation_note(ConversationNote::Collecting, conversation_id)
-            .await
-    }
-
-    pub async fn set_collecting(&self, conversation_id: &str, state: Option<&str>) -> Result<()> {
-        self.set_conversation_note(ConversationNote::Collecting, conversation_id, state)
-            .await
     }
 
     /// What the conversation is about, for expertise routing.
     pub async fn topic(&self, conversation_id: &str) -> Result<Option<String>> {
         self.conversation_note(ConversationNote::Topic, conversation_id)
-            .await
-    }
-
-    pub async fn set_topic(&self, conversation_id: &str, topic: Option<&str>) -> Result<()> {
-        self.set_conversation_note(ConversationNote::Topic, conversation_id, topic)
             .await
     }
 
@@ -366,32 +340,14 @@ impl Store {
     ) -> Result<Option<String>> {
         let column = note.column();
         let sql = format!("SELECT {column} FROM conversations WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = query(sql)
             .bind(conversation_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self)
             .await?;
         Ok(match row {
             Some(r) => r.try_get(column)?,
             None => None,
         })
-    }
-
-    async fn set_conversation_note(
-        &self,
-        note: ConversationNote,
-        conversation_id: &str,
-        value: Option<&str>,
-    ) -> Result<()> {
-        let sql = format!(
-            "UPDATE conversations SET {} = $1 WHERE id = $2",
-            note.column()
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(value)
-            .bind(conversation_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Conversations whose latest hand-over falls in `[from, to)`, with what followed.
@@ -400,13 +356,13 @@ impl Store {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<Vec<HandoverTimes>> {
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT id, handover_at, claimed_at, first_agent_reply_at, resolved_at, assignee_id \
              FROM conversations WHERE handover_at >= $1 AND handover_at < $2",
         )
         .bind(from.millis())
         .bind(to.millis())
-        .fetch_all(&self.pool)
+        .fetch_all(self)
         .await?;
         rows.iter()
             .map(|r| {
@@ -424,13 +380,13 @@ impl Store {
 
     /// How many conversations started in `[from, to)`, by channel.
     pub async fn started_count(&self, from: Timestamp, to: Timestamp) -> Result<i64> {
-        let row = sqlx::query(
+        let row = query(
             "SELECT COUNT(*) AS n FROM conversations WHERE created_at >= $1 AND created_at < $2",
         )
         .bind(from.millis())
         .bind(to.millis())
-        .fetch_one(&self.pool)
+        .fetch_one(self)
         .await?;
-        Ok(row.try_get("n")?)
+        row.try_get("n")
     }
 }

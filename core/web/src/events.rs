@@ -11,39 +11,15 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use baton_model::wire::ConversationView;
-use baton_model::{EventKind, Status};
+use baton_model::EventKind;
 use baton_store::StoredEvent;
 use futures_util::{SinkExt, StreamExt, stream};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
-
-/// Someone is typing in a conversation.
-#[derive(Clone, Debug)]
-pub struct Typing {
-    pub conversation_id: String,
-    /// `visitor`, or the agent's name.
-    pub from: String,
-}
-
-/// `{"type":"status","status","agent":{"name"}|null,"queue_position"?}` for the widget.
-pub async fn status_frame(state: &AppState, conv: &ConversationView) -> Value {
-    let agent = match (conv.status, &conv.assignee) {
-        (Status::Active, Some(a)) => json!({"name": a.name}),
-        _ => Value::Null,
-    };
-    let mut frame = json!({"type": "status", "status": conv.status, "agent": agent});
-    if let Ok(Some(position)) = state.runtime().queue_position(conv).await
-        && let Some(obj) = frame.as_object_mut()
-    {
-        obj.insert("queue_position".into(), json!(position));
-    }
-    frame
-}
 
 /// Whether a staff member's stream carries this event.
 fn visible(state: &AppState, event: &StoredEvent) -> bool {

@@ -62,8 +62,6 @@ struct StateInner {
     login_throttle: throttle::LoginThrottle,
     /// Argon2 with bounded memory and concurrency.
     passwords: baton_runtime::auth::PasswordPool,
-    /// Typing notices: fleeting, so they skip the outbox.
-    typing: broadcast::Sender<events::Typing>,
     /// Credentials and users revoked on this node: open streams resting on
     /// them close at once (other nodes' streams notice at their next check).
     revoked: broadcast::Sender<auth::Revoked>,
@@ -112,7 +110,6 @@ impl AppState {
             Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN))
         };
-        let (typing, _) = broadcast::channel(1024);
         let (revoked, _) = broadcast::channel(64);
         let state = Self {
             inner: Arc::new(StateInner {
@@ -136,7 +133,6 @@ impl AppState {
                 ),
                 login_throttle: throttle::LoginThrottle::default(),
                 passwords: baton_runtime::auth::PasswordPool::for_this_machine(),
-                typing,
                 revoked,
                 stopping: tokio::sync::watch::channel(false).0,
                 options,

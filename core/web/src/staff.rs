@@ -3,7 +3,6 @@
 use crate::AppState;
 use crate::auth::{CSRF_COOKIE, ClientIp, Credential, Revoked, SESSION_COOKIE, Staff, role_from};
 use crate::error::{ApiError, ApiResult};
-use crate::events::Typing;
 use crate::extract::{Body, OptionalBody, Q};
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Request, State};
@@ -753,7 +752,7 @@ async fn transition(
 ) -> ApiResult<Json<Value>> {
     staff.require_responder()?;
     let by = staff.agent();
-    let conv = state.runtime().apply(id, |_| input(by.clone())).await?;
+    let conv = state.runtime().apply(id, move |_| input(by)).await?;
     Ok(conversation_json(&conv))
 }
 
@@ -868,7 +867,7 @@ pub async fn transfer(
     };
     let conv = state
         .runtime()
-        .apply(&id, |_| Input::Transfer { to: target.clone() })
+        .apply(&id, move |_| Input::Transfer { to: target })
         .await?;
     Ok(conversation_json(&conv))
 }
@@ -880,9 +879,9 @@ pub async fn typing(
 ) -> ApiResult<StatusCode> {
     staff.require_responder()?;
     let conv = state.runtime().conversation(&id).await?;
-    let _ = state.inner.typing.send(Typing {
-        conversation_id: conv.id,
-        from: staff.user.name.clone(),
-    });
+    state.runtime().bus().signal(
+        &conv.id,
+        baton_runtime::bus::Signal::Typing(staff.user.name.as_str().into()),
+    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,6 @@
 use crate::AppState;
 use crate::auth::{ClientIp, Visitor};
 use crate::error::{ApiError, ApiResult};
-use crate::events::{Typing, status_frame};
 use crate::extract::{Body, Q, RawBody};
 use axum::Json;
 use axum::extract::State;
@@ -15,6 +14,7 @@ use baton_channel_web::WebChannel;
 use baton_model::wire::{ConversationView, MessageView};
 use baton_model::{EventKind, SenderKind, Status};
 use baton_runtime::auth::{TokenKind, new_token, token_hash};
+use baton_runtime::bus::Signal;
 use baton_runtime::{DEFAULT_BOT, StartConversation};
 use baton_store::NewContact;
 use futures_util::{SinkExt, StreamExt};
@@ -338,48 +338,34 @@ pub async fn ws(
 async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: WebSocket) {
     let conversation_id = visitor.conversation.id.clone();
     let _gauge = state.metrics().ws_open();
-    // Subscribe before reading history so nothing falls between the two.
-    let mut events = state.runtime().bus().subscribe();
-    let mut typing = state.inner.typing.subscribe();
-    let mut drafts = state.runtime().drafts();
+    // Follow before reading history so nothing falls between the two.
+    let mut feed = state.runtime().bus().follow(&conversation_id);
     let (mut sink, mut stream) = socket.split();
 
     let mut last_seq = after.max(0);
-    let history = match state
-        .runtime()
-        .store()
-        .messages(&conversation_id, last_seq, false, 10_000)
-        .await
-    {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::warn!(%conversation_id, error = %e, "cannot load history for a widget socket");
-            return;
-        }
-    };
-    for m in &history {
-        last_seq = m.seq;
-        if send_json(
-            &mut sink,
-            &json!({"type": "message", "message": MessageView::from(m)}),
-        )
+    if catch_up(&state, &conversation_id, &mut last_seq, &mut sink)
         .await
         .is_err()
-        {
-            return;
-        }
-    }
-    let current = match state.runtime().conversation(&conversation_id).await {
-        Ok(c) => ConversationView::from(&c),
-        Err(_) => return,
-    };
-    let frame = status_frame(&state, &current).await;
-    if send_json(&mut sink, &frame).await.is_err() {
+    {
         return;
     }
-    // While waiting, every queue movement may change the visitor's place.
-    let mut waiting = current.status == Status::Waiting;
-    let mut position = frame.get("queue_position").cloned();
+    let Ok(current) = state.runtime().conversation(&conversation_id).await else {
+        return;
+    };
+    let mut view = ConversationView::from(&current);
+    let mut position = state.runtime().queue_position(&view).await.ok().flatten();
+    if let Some(place) = position {
+        state
+            .runtime()
+            .bus()
+            .waits(&conversation_id, view.department.clone(), place);
+    }
+    if send_json(&mut sink, &status_frame(&view, position))
+        .await
+        .is_err()
+    {
+        return;
+    }
     let mut live = crate::events::Liveness::new();
     let mut stopping = state.stopping();
 
@@ -424,83 +410,102 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
                     break;
                 }
             }
-            event = events.recv() => {
-                match event {
-                    Ok(event) => {
-                        let env = &event.envelope;
-                        if env.data.conversation.id != conversation_id {
-                            if waiting && env.kind != EventKind::MessageCreated {
-                                let Ok(conv) = state.runtime().conversation(&conversation_id).await else { continue };
-                                let frame = status_frame(&state, &ConversationView::from(&conv)).await;
-                                let now = frame.get("queue_position").cloned();
-                                if now != position {
-                                    position = now;
-                                    if send_json(&mut sink, &frame).await.is_err() {
-                                        break;
-                                    }
-                                }
-                            }
-                            continue;
-                        }
-                        let frame = match (&env.kind, &env.data.message) {
+            signal = feed.rx.recv() => {
+                let sent = match signal {
+                    Ok(Signal::Event(hub)) => {
+                        let env = &hub.event.envelope;
+                        match (&env.kind, &env.data.message) {
                             (EventKind::MessageCreated, Some(m)) => {
                                 // Internal notes never reach the visitor; replays are skipped.
                                 if m.internal || m.seq <= last_seq {
                                     continue;
                                 }
                                 last_seq = m.seq;
-                                if m.sender == SenderKind::Bot {
-                                    // The finished reply replaces its drafts: those still
-                                    // queued (sent before it was stored) are stale now.
-                                    while drafts.try_recv().is_ok() {}
-                                }
-                                json!({"type": "message", "message": m})
+                                let frame = hub.rendered.get_or_init(|| {
+                                    json!({"type": "message", "message": m}).to_string().into()
+                                });
+                                sink.send(WsMessage::Text((&**frame).into())).await
                             }
                             (EventKind::MessageCreated, None) => continue,
                             _ => {
-                                let frame = status_frame(&state, &env.data.conversation).await;
-                                waiting = env.data.conversation.status == Status::Waiting;
-                                position = frame.get("queue_position").cloned();
-                                frame
+                                view = env.data.conversation.clone();
+                                position = hub.queue_position;
+                                send_json(&mut sink, &status_frame(&view, position)).await
                             }
-                        };
-                        if send_json(&mut sink, &frame).await.is_err() {
-                            break;
                         }
+                    }
+                    Ok(Signal::Queue(place)) => {
+                        if view.status != Status::Waiting || position == Some(place) {
+                            continue;
+                        }
+                        position = Some(place);
+                        send_json(&mut sink, &status_frame(&view, position)).await
+                    }
+                    // A streamed bot reply as written so far; the stored message replaces it.
+                    Ok(Signal::Draft(text)) => {
+                        send_json(&mut sink, &json!({"type": "draft", "from": "bot", "text": &*text})).await
+                    }
+                    Ok(Signal::Typing(from)) => {
+                        if &*from == "visitor" {
+                            continue;
+                        }
+                        send_json(&mut sink, &json!({"type": "typing", "from": &*from})).await
                     }
                     // Fell behind: resync from the store rather than drop messages.
                     Err(RecvError::Lagged(_)) => {
-                        let Ok(missed) = state.runtime().store().messages(&conversation_id, last_seq, false, 10_000).await else { break };
-                        for m in &missed {
-                            last_seq = m.seq;
-                            if send_json(&mut sink, &json!({"type": "message", "message": MessageView::from(m)})).await.is_err() {
-                                return;
-                            }
-                        }
+                        catch_up(&state, &conversation_id, &mut last_seq, &mut sink).await
                     }
                     Err(RecvError::Closed) => break,
-                }
-            }
-            draft = drafts.recv() => {
-                // A streamed bot reply as written so far; the stored message replaces it.
-                if let Ok(d) = draft
-                    && d.conversation_id == conversation_id
-                    && send_json(&mut sink, &json!({"type": "draft", "from": "bot", "text": d.text})).await.is_err()
-                {
-                    break;
-                }
-            }
-            signal = typing.recv() => {
-                if let Ok(t) = signal
-                    && t.conversation_id == conversation_id
-                    && t.from != "visitor"
-                    && send_json(&mut sink, &json!({"type": "typing", "from": t.from})).await.is_err()
-                {
+                };
+                if sent.is_err() {
                     break;
                 }
             }
         }
     }
+}
+
+/// Sends the stored messages after `last_seq` and moves it on.
+async fn catch_up(
+    state: &AppState,
+    conversation_id: &str,
+    last_seq: &mut i64,
+    sink: &mut futures_util::stream::SplitSink<WebSocket, WsMessage>,
+) -> Result<(), axum::Error> {
+    let missed = match state
+        .runtime()
+        .store()
+        .messages(conversation_id, *last_seq, false, 10_000)
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(%conversation_id, error = %e, "cannot load history for a widget socket");
+            return Err(axum::Error::new(e));
+        }
+    };
+    for m in &missed {
+        *last_seq = m.seq;
+        send_json(
+            sink,
+            &json!({"type": "message", "message": MessageView::from(m)}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// `{"type":"status","status","agent":{"name"}|null,"queue_position"?}` for the widget.
+pub fn status_frame(conv: &ConversationView, queue_position: Option<usize>) -> Value {
+    let agent = match (conv.status, &conv.assignee) {
+        (Status::Active, Some(a)) => json!({"name": a.name}),
+        _ => Value::Null,
+    };
+    let mut frame = json!({"type": "status", "status": conv.status, "agent": agent});
+    if let (Some(position), Some(obj)) = (queue_position, frame.as_object_mut()) {
+        obj.insert("queue_position".into(), json!(position));
+    }
+    frame
 }
 
 /// Bot messages since the visitor first wrote (the greeting is not an answer).
@@ -529,10 +534,10 @@ async fn handle_client_frame(
         .and_then(|v| v.get("type").and_then(Value::as_str).map(|t| t == "typing"))
         .unwrap_or(false);
     if is_typing {
-        let _ = state.inner.typing.send(Typing {
-            conversation_id: conversation_id.to_owned(),
-            from: "visitor".to_owned(),
-        });
+        state
+            .runtime()
+            .bus()
+            .signal(conversation_id, Signal::Typing("visitor".into()));
         return None;
     }
     if let Err(e) = AppState::check_rate(

@@ -1,15 +1,27 @@
 //! The store suite: one test body, run on SQLite and on PostgreSQL.
 
 use anyhow::{Result, ensure};
-use baton_model::wire::{ConversationView, EventData, EventEnvelope};
 use baton_model::{
-    AgentRef, ChannelKind, EventKind, HandoverState, Input, Reason, Role, SenderKind, Status,
-    Timestamp, step,
+    AgentRef, ChannelKind, Conversation, EventKind, HandoverState, Input, Message, Reason, Role,
+    SenderKind, Status, Timestamp, step,
 };
 use baton_store::{
-    AssigneeFilter, ConversationFilter, Deactivation, DeliveryStatus, NewContact, NewConversation,
-    NewMessage, NewUser, NewWebhook, Store,
+    AssigneeFilter, ConversationFilter, Deactivation, Decision, DeliveryStatus, NewContact,
+    NewConversation, NewMessage, NewUser, NewWebhook, Outcome, Plan, Side, Store, StoredEvent,
+    Unit,
 };
+
+/// What an applied unit wrote; anything else is a failure.
+fn applied(o: Outcome) -> Result<(Conversation, Vec<Message>, Vec<StoredEvent>)> {
+    match o {
+        Outcome::Applied {
+            conversation,
+            messages,
+            events,
+        } => Ok((conversation, messages, events)),
+        other => anyhow::bail!("the unit was not applied: {other:?}"),
+    }
+}
 use baton_tests::{Backend, TestDb};
 
 async fn open(backend: Backend) -> Result<(TestDb, Store)> {
@@ -146,22 +158,19 @@ async fn suite(backend: Backend) -> Result<()> {
         thread_key: Some(thread.into()),
         visitor_token_hash: None,
     };
-    let mut tx = store.begin().await?;
-    let c1 = tx.create_conversation(&new("chat-1"), t).await?;
-    let c2 = tx.create_conversation(&new("chat-2"), t).await?;
-    tx.commit().await?;
+    let (c1, _, started) = applied(store.start_conversation(new("chat-1"), None, t).await?)?;
+    let (c2, ..) = applied(store.start_conversation(new("chat-2"), None, t).await?)?;
     ensure!(
         c1.contact.id == c2.contact.id,
         "one contact for one identity"
     );
     ensure!(c1.state.status == Status::Bot && c1.last_seq == 0 && c1.version == 0);
-    let mut tx = store.begin().await?;
-    let again = tx.create_conversation(&new("chat-1"), t).await;
+    ensure!(started.len() == 1 && started[0].envelope.kind == EventKind::Started);
+    let again = store.start_conversation(new("chat-1"), None, t).await;
     ensure!(
         again.is_err_and(|e| e.is_unique_violation()),
         "a thread key maps to one conversation"
     );
-    drop(tx);
     ensure!(
         store
             .conversation_by_thread(ChannelKind::Telegram, "chat-2")
@@ -169,28 +178,51 @@ async fn suite(backend: Backend) -> Result<()> {
             .is_some_and(|c| c.id == c2.id)
     );
 
-    // Messages get consecutive sequence numbers; duplicates are found by either id.
-    let mut tx = store.begin().await?;
+    // A unit appends messages with consecutive sequence numbers, and its
+    // snapshot (built in memory) is what the store then reads.
+    let messages = |list: Vec<NewMessage>| -> Box<dyn FnOnce(&Conversation) -> Decision + Send> {
+        Box::new(move |_| {
+            Decision::Apply(Plan {
+                messages: list,
+                ..Plan::default()
+            })
+        })
+    };
     let mut msg = NewMessage::text(SenderKind::Visitor, "hello");
     msg.channel_message_id = Some("tg-msg-1".into());
-    let m1 = tx.append_message(&c1.id, &msg, t).await?;
-    let m2 = tx
-        .append_message(&c1.id, &NewMessage::text(SenderKind::Bot, "hi!"), t)
-        .await?;
+    let dedupe = Some((None, Some("tg-msg-1".to_owned())));
+    let (snapshot, stored, events) = applied(
+        store
+            .unit(Unit {
+                conversation_id: c1.id.clone(),
+                dedupe: dedupe.clone(),
+                now: t,
+                plan: messages(vec![msg.clone(), NewMessage::text(SenderKind::Bot, "hi!")]),
+            })
+            .await?,
+    )?;
+    ensure!(stored.iter().map(|m| m.seq).collect::<Vec<_>>() == [1, 2]);
     ensure!(
-        tx.find_duplicate(&c1.id, None, Some("tg-msg-1"))
-            .await?
-            .is_some_and(|m| m.id == m1.id)
+        events.len() == 2
+            && events
+                .iter()
+                .all(|e| e.envelope.kind == EventKind::MessageCreated)
     );
-    ensure!(
-        tx.find_duplicate(&c1.id, None, Some("tg-msg-2"))
-            .await?
-            .is_none()
-    );
-    tx.commit().await?;
-    ensure!((m1.seq, m2.seq) == (1, 2));
-    let stored = store.messages(&c1.id, 0, false, 100).await?;
-    ensure!(stored.len() == 2 && stored[0].text == "hello" && stored[1].sender == SenderKind::Bot);
+    // The same platform message again is found, not stored.
+    match store
+        .unit(Unit {
+            conversation_id: c1.id.clone(),
+            dedupe,
+            now: t,
+            plan: messages(vec![msg]),
+        })
+        .await?
+    {
+        Outcome::Duplicate { message, .. } => ensure!(message.id == stored[0].id),
+        other => anyhow::bail!("not found as a duplicate: {other:?}"),
+    }
+    let read = store.messages(&c1.id, 0, false, 100).await?;
+    ensure!(read.len() == 2 && read[0].text == "hello" && read[1].sender == SenderKind::Bot);
     ensure!(store.messages(&c1.id, 1, false, 100).await?.len() == 1);
     let c1 = store
         .conversation(&c1.id)
@@ -202,55 +234,58 @@ async fn suite(backend: Backend) -> Result<()> {
         c1.unread,
         c1.last_seq
     );
+    ensure!(c1 == snapshot, "the snapshot in memory is what is stored");
 
     // Internal notes are kept from the visitor's view.
-    let mut tx = store.begin().await?;
     let mut note = NewMessage::text(SenderKind::Agent, "internal");
     note.internal = true;
-    tx.append_message(&c1.id, &note, t).await?;
-    tx.commit().await?;
+    applied(
+        store
+            .unit(Unit {
+                conversation_id: c1.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: messages(vec![note]),
+            })
+            .await?,
+    )?;
     ensure!(store.messages(&c1.id, 0, false, 100).await?.len() == 2);
     ensure!(store.messages(&c1.id, 0, true, 100).await?.len() == 3);
 
-    // The compare-and-swap: a stale version loses, and nothing changes.
+    // A transition is decided from the conversation as the lock shows it.
     let agent = AgentRef {
         id: user.id.clone(),
         name: user.name.clone(),
     };
-    let (escalated, _) = step(
-        &c1.state,
-        Input::Escalate {
-            reason: Reason::known(Reason::BOT_FAILURE),
-            by: None,
-            department: Some("billing".into()),
-            pause_bot_for_ms: 0,
-        },
-        t,
+    let transition = |input: Input| -> Box<dyn FnOnce(&Conversation) -> Decision + Send> {
+        Box::new(move |conv| match step(&conv.state, input, t) {
+            Ok((next, _)) => Decision::Apply(Plan {
+                state: Some(next),
+                ..Plan::default()
+            }),
+            Err(e) => Decision::Refuse(e),
+        })
+    };
+    let escalate = Input::Escalate {
+        reason: Reason::known(Reason::BOT_FAILURE),
+        by: None,
+        department: Some("billing".into()),
+        pause_bot_for_ms: 0,
+    };
+    let (escalated, ..) = applied(
+        store
+            .unit(Unit {
+                conversation_id: c1.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: transition(escalate.clone()),
+            })
+            .await?,
     )?;
-    let mut tx = store.begin().await?;
-    ensure!(tx.cas_state(&c1.id, c1.version, &escalated, t).await?);
-    tx.commit().await?;
-    let (claimed, _) = step(
-        &escalated,
-        Input::Claim {
-            agent: agent.clone(),
-            pause_bot_for_ms: 0,
-        },
-        t,
-    )?;
-    let mut tx = store.begin().await?;
+    ensure!(escalated.version == c1.version + 1 && escalated.state.status == Status::Waiting);
     ensure!(
-        !tx.cas_state(&c1.id, c1.version, &claimed, t).await?,
-        "a stale version must lose"
-    );
-    tx.rollback().await?;
-    let now = store
-        .conversation(&c1.id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("gone"))?;
-    ensure!(now.state == escalated && now.version == c1.version + 1);
-    ensure!(
-        now.state
+        escalated
+            .state
             .handover
             .as_ref()
             .is_some_and(|h| h.reason.as_str() == "bot_failure")
@@ -262,10 +297,33 @@ async fn suite(backend: Backend) -> Result<()> {
             .first()
             .is_some_and(|(id, _)| *id == c1.id)
     );
-
-    let mut tx = store.begin().await?;
-    ensure!(tx.cas_state(&c1.id, now.version, &claimed, t).await?);
-    tx.commit().await?;
+    // Escalating again is refused, and nothing is written.
+    match store
+        .unit(Unit {
+            conversation_id: c1.id.clone(),
+            dedupe: None,
+            now: t,
+            plan: transition(escalate),
+        })
+        .await?
+    {
+        Outcome::Refused(_) => {}
+        other => anyhow::bail!("a second escalation was not refused: {other:?}"),
+    }
+    let claim = Input::Claim {
+        agent: agent.clone(),
+        pause_bot_for_ms: 0,
+    };
+    applied(
+        store
+            .unit(Unit {
+                conversation_id: c1.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: transition(claim),
+            })
+            .await?,
+    )?;
     let held = store
         .conversation(&c1.id)
         .await?
@@ -312,19 +370,22 @@ async fn suite(backend: Backend) -> Result<()> {
             t,
         )
         .await?;
-    let envelope = |kind| EventEnvelope {
-        id: baton_store::new_event_id(),
-        kind,
-        created_at: t,
-        data: EventData {
-            conversation: ConversationView::from(&held),
-            message: None,
-        },
-    };
-    let mut tx = store.begin().await?;
-    let e1 = tx.insert_event(&envelope(EventKind::Escalated)).await?;
-    let e2 = tx.insert_event(&envelope(EventKind::Claimed)).await?;
-    tx.commit().await?;
+    let (_, _, recorded) = applied(
+        store
+            .unit(Unit {
+                conversation_id: c2.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: Box::new(|_| {
+                    Decision::Apply(Plan {
+                        events: vec![EventKind::Escalated, EventKind::Claimed],
+                        ..Plan::default()
+                    })
+                }),
+            })
+            .await?,
+    )?;
+    let (e1, e2) = (&recorded[0], &recorded[1]);
     ensure!(e1.seq < e2.seq);
     let after = store.events_after(e1.seq - 1, 10).await?;
     ensure!(
@@ -334,12 +395,6 @@ async fn suite(backend: Backend) -> Result<()> {
     );
     ensure!(store.deliveries(&hook_all.id, 10).await?.len() == 2);
     ensure!(store.deliveries(&hook_claims.id, 10).await?.len() == 1);
-
-    // A rolled-back transaction leaves no event behind.
-    let mut tx = store.begin().await?;
-    tx.insert_event(&envelope(EventKind::Resolved)).await?;
-    tx.rollback().await?;
-    ensure!(store.events_after(e2.seq, 10).await?.is_empty());
 
     // Leases: a delivery goes to one worker at a time; attempts are recorded.
     let leased = store
@@ -423,6 +478,90 @@ async fn suite(backend: Backend) -> Result<()> {
     ensure!(!store.give_back_plugin_job(&jobs[0].id, 1, t).await?);
     let jobs = store.claim_plugin_jobs(t, 10, 60_000).await?;
     ensure!(jobs.len() == 1 && jobs[0].attempts == 1, "{jobs:?}");
+
+    // Units run together (one commit on SQLite, one transaction on
+    // PostgreSQL): one that fails half-way (a message under a client id
+    // already used) is rolled back alone; the others commit.
+    let with_client = |id: &str| {
+        let mut m = NewMessage::text(SenderKind::Visitor, "again");
+        m.client_id = Some(id.into());
+        m
+    };
+    let tagged = |tag: &str| -> Box<dyn FnOnce(&Conversation) -> Decision + Send> {
+        let tag = tag.to_owned();
+        Box::new(move |_| {
+            Decision::Apply(Plan {
+                side: Side {
+                    tags: Some(vec![tag]),
+                    ..Side::default()
+                },
+                events: vec![EventKind::Transferred],
+                ..Plan::default()
+            })
+        })
+    };
+    applied(
+        store
+            .unit(Unit {
+                conversation_id: c2.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: messages(vec![with_client("c-1")]),
+            })
+            .await?,
+    )?;
+    let before = store.events_after(0, 10_000).await?.len();
+    let results = store
+        .units(vec![
+            Unit {
+                conversation_id: c2.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: tagged("first"),
+            },
+            Unit {
+                conversation_id: c2.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: Box::new(move |_| {
+                    Decision::Apply(Plan {
+                        side: Side {
+                            tags: Some(vec!["never".into()]),
+                            ..Side::default()
+                        },
+                        messages: vec![with_client("c-1")],
+                        ..Plan::default()
+                    })
+                }),
+            },
+            Unit {
+                conversation_id: c1.id.clone(),
+                dedupe: None,
+                now: t,
+                plan: tagged("third"),
+            },
+        ])
+        .await;
+    ensure!(
+        results[0].is_ok() && results[1].is_err() && results[2].is_ok(),
+        "{results:?}"
+    );
+    let c2_now = store
+        .conversation(&c2.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    ensure!(
+        c2_now.tags == ["first"],
+        "the failed unit left {:?}",
+        c2_now.tags
+    );
+    ensure!(store.messages(&c2.id, 0, false, 100).await?.len() == 1);
+    let c1_now = store
+        .conversation(&c1.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    ensure!(c1_now.tags == ["third"]);
+    ensure!(store.events_after(0, 10_000).await?.len() == before + 2);
 
     ensure!(store.delete_webhook(&hook_all.id).await?);
     ensure!(!store.delete_webhook(&hook_all.id).await?);

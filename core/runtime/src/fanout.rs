@@ -1,0 +1,139 @@
+//! What follows a commit, in commit order: the hub hears of the events, the
+//! webhook dispatcher wakes, the conversation's channel gets its outbound
+//! messages, a hand-over gets its routing and post-hand-over actions, and a
+//! freed seat lets automatic assignment run.
+//!
+//! The store announces every committed unit in commit order (on SQLite
+//! from the writer, before the unit's caller hears of its result); one task
+//! per node takes the announcements one after another, so a conversation's
+//! messages reach the widget and the platform in the order they were
+//! written.
+
+use crate::Runtime;
+use baton_channel::Channel;
+use baton_model::{ActionKind, ChannelKind, Conversation, EventKind, Message, SenderKind, Status};
+use baton_store::{Announcement, Backend};
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+impl Runtime {
+    /// Takes the store's announcements until the store goes away.
+    pub(crate) async fn fan_out(self, mut announcements: UnboundedReceiver<Announcement>) {
+        while let Some(a) = announcements.recv().await {
+            self.follow_commit(a).await;
+        }
+    }
+
+    async fn follow_commit(&self, a: Announcement) {
+        let Announcement {
+            conversation,
+            messages,
+            events,
+        } = a;
+        let escalated = events
+            .iter()
+            .any(|e| e.envelope.kind == EventKind::Escalated);
+        let frees_a_seat = crate::unit::frees_a_seat(&events);
+        if !events.is_empty() {
+            self.webhook_wake().notify_one();
+        }
+        // On PostgreSQL the listener publishes, on every node alike.
+        if self.store().backend() == Backend::Sqlite {
+            self.publish(events).await;
+        }
+        self.deliver_outbound(&conversation, messages);
+        if escalated {
+            // Routing first, then the bot's post-hand-over actions, in order.
+            let rt = self.clone();
+            let id = conversation.id.clone();
+            self.tasks().spawn(async move {
+                if rt.auto_assignment() {
+                    rt.assign_waiting().await;
+                }
+                rt.run_actions(&id).await;
+            });
+        }
+        if frees_a_seat {
+            self.presence_changed();
+        }
+    }
+
+    /// Hands a commit's outbound messages to the conversation's channel.
+    fn deliver_outbound(&self, conv: &Conversation, messages: Vec<Message>) {
+        let outbound: Vec<Message> = messages
+            .into_iter()
+            .filter(|m| !m.internal && m.sender != SenderKind::Visitor)
+            .collect();
+        if outbound.is_empty() {
+            return;
+        }
+        if let Some(email) = self.email_copy(conv) {
+            let copies: Vec<Message> = outbound
+                .iter()
+                .filter(|m| m.sender != SenderKind::System)
+                .cloned()
+                .collect();
+            self.deliver_later(email, conv, copies);
+        }
+        let Some(channel) = self.channel(conv.channel) else {
+            return;
+        };
+        self.deliver_later(channel, conv, outbound);
+    }
+
+    /// A web visitor who left their address and went away gets the team's
+    /// answers by email too (and their emailed reply comes back to the same
+    /// conversation): the email channel, when it is on and the conversation
+    /// is a left message with an address.
+    fn email_copy(&self, conv: &Conversation) -> Option<Arc<dyn Channel>> {
+        if !conv.is_left_message() {
+            return None;
+        }
+        self.channel(ChannelKind::Email)
+    }
+
+    /// On chat platforms the "Talk to a human" button travels with the bot's
+    /// messages (the widget draws its own): from the bot answer
+    /// `request_button_after` on, while the bot holds the conversation.
+    pub(crate) async fn with_human_button(
+        &self,
+        conv: &Conversation,
+        message: &Message,
+    ) -> Message {
+        let bot = self.bot_config(&conv.bot_id);
+        let wanted = conv.channel != ChannelKind::Web
+            && message.sender == SenderKind::Bot
+            && conv.state.status == Status::Bot
+            && bot.handover.enabled
+            && !message
+                .actions
+                .iter()
+                .any(|a| a.kind == ActionKind::RequestHuman);
+        if !wanted {
+            return message.clone();
+        }
+        let earlier = self
+            .store()
+            .messages(&conv.id, 0, false, message.seq)
+            .await
+            .unwrap_or_default();
+        let first_visitor = earlier
+            .iter()
+            .position(|m| m.sender == SenderKind::Visitor)
+            .unwrap_or(earlier.len());
+        let answers = earlier[first_visitor..]
+            .iter()
+            .filter(|m| m.sender == SenderKind::Bot && m.seq <= message.seq)
+            .count();
+        let mut message = message.clone();
+        if answers >= bot.handover.request_button_after as usize {
+            message.actions.push(baton_model::Action {
+                id: "request_human".into(),
+                label: "Talk to a human".into(),
+                kind: ActionKind::RequestHuman,
+                url: None,
+            });
+        }
+        message
+    }
+}
