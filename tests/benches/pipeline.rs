@@ -1,6 +1,7 @@
 //! The message pipeline benchmark: a visitor message goes in over the widget
-//! WebSocket, is stored in SQLite, the bot answers it, and the bot's reply
-//! comes back out over the same WebSocket.
+//! WebSocket (or the widget's HTTP POST), is stored (SQLite, or PostgreSQL
+//! with `BENCH_BACKEND=postgres`), the bot answers it, and the bot's reply
+//! comes back out over the visitor's WebSocket.
 //!
 //! What it measures: for 1, 100 and 1,000 concurrent visitors, each running
 //! closed-loop (send one message, wait for the bot frame that answers it,
@@ -20,7 +21,7 @@
 //!
 //! The `ulimit` matters: both ends of every socket live in this process, so
 //! 1,000 visitors hold about 2,100 file descriptors, more than the usual soft
-//! limit of 1,024. Unsafe code is forbidden in this workspace, so the bench
+//! limit of 1,024 (`BENCH_IDLE=10000` needs `ulimit -n 11000`). Unsafe code is forbidden in this workspace, so the bench
 //! cannot raise the limit itself; it warns up front and explains the failure
 //! if connecting runs out of descriptors.
 //!
@@ -38,6 +39,17 @@
 //!   before the first phase, so that caches and pools are warm.
 //! - `BENCH_REPLY_TIMEOUT_SECS` (default `60`): how long one reply may take
 //!   before its phase is reported as failed.
+//! - `BENCH_BACKEND` (default `sqlite`): `postgres` runs Baton on a
+//!   throw-away database on the server in `BATON_TEST_POSTGRES_URL`.
+//! - `BENCH_POST_LEVELS` (default `1,100`): the concurrency levels at which
+//!   visitors send through `POST /api/v1/widget/messages`, the path the
+//!   widget itself uses, and read the reply from their WebSocket; empty
+//!   skips them.
+//! - `BENCH_IDLE` (default `0`): after the phases, a separate Baton process
+//!   (this binary, started again as a bare server) is measured idle and then
+//!   holding this many idle widget WebSockets; `10000` is the figure the
+//!   README reports. Its resident set (`VmRSS`) is read from `/proc`, so the
+//!   clients' memory is not counted. The idle server is always measured.
 //!
 //! The server, the echo server and every client share this process and its
 //! cores, so the absolute figures are conservative; the ratios compare like
@@ -49,6 +61,7 @@ use axum::response::Response;
 use baton_tests::{Backend, Server, TestDb, Ws};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,8 +108,16 @@ widget_ip_requests_per_second = 100000
 widget_ip_burst = 100000
 ";
 
+/// Set in the environment of the child process that serves the idle
+/// measurement: it starts a server, prints its address and waits for its
+/// standard input to close.
+const CHILD_ENV: &str = "BENCH_IDLE_SERVER";
+
 fn main() -> Result<()> {
     let settings = Settings::from_env()?;
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return serve_idle_child(settings.backend);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,8 +133,11 @@ fn main() -> Result<()> {
 struct Settings {
     scale: f64,
     levels: Vec<usize>,
+    post_levels: Vec<usize>,
     warmup: usize,
     reply_timeout: Duration,
+    backend: Backend,
+    idle: usize,
 }
 
 impl Settings {
@@ -122,30 +146,30 @@ impl Settings {
         if !(scale.is_finite() && scale > 0.0) {
             bail!("BENCH_SCALE must be a positive number, got {scale}");
         }
-        let levels = match std::env::var("BENCH_LEVELS") {
-            Ok(text) if !text.trim().is_empty() => text
-                .split(',')
-                .map(|part| {
-                    part.trim()
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .ok_or_else(|| {
-                            anyhow!(
-                                "BENCH_LEVELS must be positive whole numbers separated by \
-                                 commas, like 1,100,1000; got `{text}`"
-                            )
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?,
-            _ => vec![1, 100, 1_000],
-        };
+        let levels = levels_from_env("BENCH_LEVELS", vec![1, 100, 1_000], false)?;
+        let post_levels = levels_from_env("BENCH_POST_LEVELS", vec![1, 100], true)?;
         let reply_timeout_secs: u64 = env_or("BENCH_REPLY_TIMEOUT_SECS", 60)?;
+        let backend = match std::env::var("BENCH_BACKEND").as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("sqlite") => Backend::Sqlite,
+            Ok("postgres") => {
+                if std::env::var("BATON_TEST_POSTGRES_URL").is_err() {
+                    bail!(
+                        "BENCH_BACKEND=postgres needs BATON_TEST_POSTGRES_URL, like \
+                         postgres://postgres@127.0.0.1:5432/postgres"
+                    );
+                }
+                Backend::Postgres
+            }
+            Ok(other) => bail!("BENCH_BACKEND must be sqlite or postgres, got `{other}`"),
+        };
         Ok(Self {
             scale,
             levels,
+            post_levels,
             warmup: env_or("BENCH_WARMUP", 100)?,
             reply_timeout: Duration::from_secs(reply_timeout_secs.max(1)),
+            backend,
+            idle: env_or("BENCH_IDLE", 0)?,
         })
     }
 
@@ -153,6 +177,37 @@ impl Settings {
     fn per_visitor(&self, visitors: usize) -> usize {
         let base = (BASE_TOTAL / visitors).max(MIN_PER_VISITOR) as f64;
         ((base * self.scale).round() as usize).max(1)
+    }
+}
+
+/// Positive whole numbers separated by commas; `empty_is_none` lets an
+/// empty value switch the phases off.
+fn levels_from_env(name: &str, default: Vec<usize>, empty_is_none: bool) -> Result<Vec<usize>> {
+    match std::env::var(name) {
+        Ok(text) if text.trim().is_empty() && empty_is_none => Ok(vec![]),
+        Ok(text) if !text.trim().is_empty() => text
+            .split(',')
+            .map(|part| {
+                part.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "{name} must be positive whole numbers separated by commas, \
+                             like 1,100,1000; got `{text}`"
+                        )
+                    })
+            })
+            .collect(),
+        _ => Ok(default),
+    }
+}
+
+fn backend_label(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
     }
 }
 
@@ -173,7 +228,10 @@ where
 /// Which server a phase drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
+    /// Baton, the visitor sending over its WebSocket.
     Baton,
+    /// Baton, the visitor sending with `POST /api/v1/widget/messages`.
+    BatonPost,
     Echo,
 }
 
@@ -181,9 +239,16 @@ impl Target {
     fn label(self) -> &'static str {
         match self {
             Target::Baton => "baton",
+            Target::BatonPost => "post",
             Target::Echo => "echo",
         }
     }
+}
+
+/// One visitor's end: its socket, and for Baton its token.
+struct Client {
+    ws: Ws,
+    token: Option<String>,
 }
 
 /// The figures of one measured phase.
@@ -227,6 +292,15 @@ struct Row {
     per_visitor: usize,
     baton: Result<Stats, String>,
     echo: Result<Stats, String>,
+    /// The POST path at this level, when it ran.
+    post: Option<Result<Stats, String>>,
+}
+
+/// The separate server's memory: idle, and holding idle sockets.
+struct Idle {
+    idle_kib: u64,
+    sockets: usize,
+    with_sockets_kib: Option<u64>,
 }
 
 async fn run(settings: &Settings) -> Result<()> {
@@ -236,18 +310,20 @@ async fn run(settings: &Settings) -> Result<()> {
     } else {
         "release"
     };
+    let store = backend_label(settings.backend);
     println!("# Baton message pipeline benchmark");
     println!(
-        "SQLite, {cores} core(s), {profile} build; levels {:?}; BENCH_SCALE={}; warm-up {} message(s)",
-        settings.levels, settings.scale, settings.warmup
+        "{store}, {cores} core(s), {profile} build; levels {:?}, POST levels {:?}; \
+         BENCH_SCALE={}; warm-up {} message(s)",
+        settings.levels, settings.post_levels, settings.scale, settings.warmup
     );
-    if let Some(&most) = settings.levels.iter().max() {
-        warn_if_fd_limit_low(most);
+    if let Some(&most) = settings.levels.iter().chain(&settings.post_levels).max() {
+        warn_if_fd_limit_low(most.max(settings.idle / 2));
     }
 
-    let db = TestDb::new(Backend::Sqlite)
+    let db = TestDb::new(settings.backend)
         .await
-        .context("cannot create the SQLite database")?;
+        .with_context(|| format!("cannot create the {store} database"))?;
     let server = Server::start(&db, BATON_CONFIG)
         .await
         .context("cannot start the Baton server")?;
@@ -261,22 +337,44 @@ async fn run(settings: &Settings) -> Result<()> {
                 .await
                 .map_err(explain_fd_exhaustion)
                 .with_context(|| format!("the {} warm-up cannot connect", target.label()))?;
-            run_phase(sockets, target, settings.warmup, settings.reply_timeout)
-                .await
-                .with_context(|| format!("the {} warm-up failed", target.label()))?;
+            run_phase(
+                &base,
+                sockets,
+                target,
+                settings.warmup,
+                settings.reply_timeout,
+            )
+            .await
+            .with_context(|| format!("the {} warm-up failed", target.label()))?;
         }
     }
 
-    let mut rows = Vec::with_capacity(settings.levels.len());
-    for &visitors in &settings.levels {
+    let mut levels = settings.levels.clone();
+    for &l in &settings.post_levels {
+        if !levels.contains(&l) {
+            levels.push(l);
+        }
+    }
+    levels.sort_unstable();
+    let mut rows = Vec::with_capacity(levels.len());
+    for visitors in levels {
         let per_visitor = settings.per_visitor(visitors);
         let mut row = Row {
             visitors,
             per_visitor,
             baton: Err("not run".to_owned()),
             echo: Err("not run".to_owned()),
+            post: None,
         };
-        for target in [Target::Baton, Target::Echo] {
+        let mut targets = vec![];
+        if settings.levels.contains(&visitors) {
+            targets.push(Target::Baton);
+        }
+        if settings.post_levels.contains(&visitors) {
+            targets.push(Target::BatonPost);
+        }
+        targets.push(Target::Echo);
+        for target in targets {
             let outcome = measure(target, &base, echo_addr, visitors, per_visitor, settings)
                 .await
                 .map_err(|e| {
@@ -288,8 +386,12 @@ async fn run(settings: &Settings) -> Result<()> {
                 });
             match target {
                 Target::Baton => row.baton = outcome,
+                Target::BatonPost => row.post = Some(outcome),
                 Target::Echo => row.echo = outcome,
             }
+        }
+        if !settings.levels.contains(&visitors) {
+            row.baton = Err("not run".to_owned());
         }
         rows.push(row);
     }
@@ -297,12 +399,24 @@ async fn run(settings: &Settings) -> Result<()> {
     drop(server);
     echo_task.abort();
 
-    print_table(&rows, cores, profile);
+    let idle = measure_idle(settings).await.map_err(|e| {
+        eprintln!("error: the idle measurement failed: {e:#}");
+        format!("{e:#}")
+    });
+
+    print_table(&rows, &idle, settings, cores, profile);
     let failed = rows
         .iter()
-        .flat_map(|r| [r.baton.is_err(), r.echo.is_err()])
+        .flat_map(|r| {
+            [
+                r.baton.is_err() && settings.levels.contains(&r.visitors),
+                r.echo.is_err(),
+                r.post.as_ref().is_some_and(Result::is_err),
+            ]
+        })
         .filter(|&failed| failed)
-        .count();
+        .count()
+        + usize::from(idle.is_err());
     if failed > 0 {
         bail!("{failed} phase(s) failed; the errors are printed above");
     }
@@ -323,7 +437,7 @@ async fn measure(
         .await
         .map_err(explain_fd_exhaustion)?;
     let setup = setup.elapsed();
-    let (latencies, wall) = run_phase(sockets, target, per_visitor, settings.reply_timeout)
+    let (latencies, wall) = run_phase(base, sockets, target, per_visitor, settings.reply_timeout)
         .await
         .map_err(explain_fd_exhaustion)?;
     let stats = Stats::new(latencies, wall)?;
@@ -343,9 +457,14 @@ async fn measure(
 }
 
 /// Opens `n` ready sockets to the target before any clock starts.
-async fn connect(target: Target, base: &str, echo_addr: SocketAddr, n: usize) -> Result<Vec<Ws>> {
+async fn connect(
+    target: Target,
+    base: &str,
+    echo_addr: SocketAddr,
+    n: usize,
+) -> Result<Vec<Client>> {
     match target {
-        Target::Baton => {
+        Target::Baton | Target::BatonPost => {
             // One HTTP client for all sessions, dropped before the phase so that
             // its pooled keep-alive connections do not hold descriptors.
             let http = reqwest::Client::new();
@@ -368,12 +487,16 @@ async fn connect(target: Target, base: &str, echo_addr: SocketAddr, n: usize) ->
             bounded(tokens, |token: String| {
                 let url = format!("{ws_base}/api/v1/widget/ws?token={token}");
                 async move {
-                    within(
+                    let ws = within(
                         SETUP_TIMEOUT,
                         "opening a widget WebSocket",
                         open_widget(&url),
                     )
-                    .await
+                    .await?;
+                    Ok(Client {
+                        ws,
+                        token: Some(token),
+                    })
                 }
             })
             .await
@@ -383,7 +506,10 @@ async fn connect(target: Target, base: &str, echo_addr: SocketAddr, n: usize) ->
             let url = format!("ws://{echo_addr}/ws");
             bounded(vec![(); n], |()| {
                 let url = url.clone();
-                async move { within(SETUP_TIMEOUT, "opening an echo WebSocket", open(&url)).await }
+                async move {
+                    let ws = within(SETUP_TIMEOUT, "opening an echo WebSocket", open(&url)).await?;
+                    Ok(Client { ws, token: None })
+                }
             })
             .await
             .context("cannot open the echo WebSockets")
@@ -505,7 +631,8 @@ async fn next_json(ws: &mut Ws) -> Result<Value> {
 /// Runs every visitor closed-loop from one starting line; returns all
 /// latencies and the wall time from the start to the last visitor's last reply.
 async fn run_phase(
-    sockets: Vec<Ws>,
+    base: &str,
+    sockets: Vec<Client>,
     target: Target,
     per_visitor: usize,
     reply_timeout: Duration,
@@ -514,11 +641,31 @@ async fn run_phase(
     // Every visitor waits here, so the clock starts once all are connected.
     let start_line = Arc::new(Barrier::new(visitors + 1));
     let mut tasks = JoinSet::new();
-    for (visitor, ws) in sockets.into_iter().enumerate() {
+    // The POST path shares one HTTP client (and its keep-alive pool), as a
+    // page's widgets behind one proxy would not, but one per visitor would
+    // measure connection set-up instead.
+    let http = reqwest::Client::new();
+    for (visitor, client) in sockets.into_iter().enumerate() {
         let start_line = start_line.clone();
+        let sender = match (target, &client.token) {
+            (Target::BatonPost, Some(token)) => Sender::Post {
+                http: http.clone(),
+                url: format!("{base}/api/v1/widget/messages"),
+                token: token.clone(),
+            },
+            _ => Sender::Socket,
+        };
         tasks.spawn(async move {
             start_line.wait().await;
-            drive(ws, target, visitor, per_visitor, reply_timeout).await
+            drive(
+                client.ws,
+                sender,
+                target,
+                visitor,
+                per_visitor,
+                reply_timeout,
+            )
+            .await
         });
     }
     start_line.wait().await;
@@ -536,8 +683,19 @@ async fn run_phase(
 
 /// One visitor: send, wait for the answer, repeat. Returns its latencies and
 /// when its last answer arrived (closing the socket is not part of the phase).
+/// How a visitor sends.
+enum Sender {
+    Socket,
+    Post {
+        http: reqwest::Client,
+        url: String,
+        token: String,
+    },
+}
+
 async fn drive(
     mut ws: Ws,
+    sender: Sender,
     target: Target,
     visitor: usize,
     count: usize,
@@ -547,16 +705,31 @@ async fn drive(
     for i in 0..count {
         // The `;` ends the marker so that message 7's cannot match inside message 70's.
         let marker = format!("bench v{visitor} m{i};");
-        let frame = json!({
-            "type": "message",
-            "text": marker,
-            "client_id": format!("bench-{visitor}-{i}"),
-        })
-        .to_string();
+        let client_id = format!("bench-{visitor}-{i}");
         let sent = Instant::now();
-        ws.send(Message::Text(frame.into()))
-            .await
-            .with_context(|| format!("visitor {visitor} cannot send message {i}"))?;
+        match &sender {
+            Sender::Socket => {
+                let frame =
+                    json!({"type": "message", "text": marker, "client_id": client_id}).to_string();
+                ws.send(Message::Text(frame.into()))
+                    .await
+                    .with_context(|| format!("visitor {visitor} cannot send message {i}"))?;
+            }
+            Sender::Post { http, url, token } => {
+                let resp = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"text": marker, "client_id": client_id}))
+                    .send()
+                    .await
+                    .with_context(|| format!("visitor {visitor} cannot post message {i}"))?;
+                if resp.status() != reqwest::StatusCode::ACCEPTED {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    bail!("visitor {visitor}, message {i}: the POST answered {status}: {body}");
+                }
+            }
+        }
         match tokio::time::timeout(reply_timeout, wait_reply(&mut ws, target, &marker)).await {
             Ok(outcome) => {
                 outcome.with_context(|| format!("visitor {visitor}, message {i}"))?;
@@ -587,7 +760,7 @@ async fn wait_reply(ws: &mut Ws, target: Target, marker: &str) -> Result<()> {
                     return Ok(());
                 }
             }
-            Target::Baton => match frame["type"].as_str() {
+            Target::Baton | Target::BatonPost => match frame["type"].as_str() {
                 Some("error") => bail!("the server refused the message: {frame}"),
                 Some("message") => {
                     let message = &frame["message"];
@@ -717,26 +890,29 @@ fn stats_cells(stats: &Result<Stats, String>) -> [String; 3] {
     }
 }
 
-fn print_table(rows: &[Row], cores: usize, profile: &str) {
+fn print_table(
+    rows: &[Row],
+    idle: &Result<Idle, String>,
+    settings: &Settings,
+    cores: usize,
+    profile: &str,
+) {
+    let store = backend_label(settings.backend);
     println!();
-    println!("### Message pipeline: widget WebSocket → SQLite → bot → WebSocket");
+    println!("### Message pipeline: widget WebSocket → {store} → bot → WebSocket");
     println!();
     println!(
         "| Visitors | Msgs each | Baton msg/s | Baton p50 | Baton p99 | Echo msg/s | Echo p50 \
          | Echo p99 | Throughput ÷ echo | p50 ÷ echo | p99 ÷ echo |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
+    for row in rows
+        .iter()
+        .filter(|r| settings.levels.contains(&r.visitors))
+    {
         let [b_rate, b_p50, b_p99] = stats_cells(&row.baton);
         let [e_rate, e_p50, e_p99] = stats_cells(&row.echo);
-        let [r_rate, r_p50, r_p99] = match (&row.baton, &row.echo) {
-            (Ok(b), Ok(e)) => [
-                format!("{:.3}", b.per_second / e.per_second.max(1e-9)),
-                format!("{:.1}×", ratio(b.p50, e.p50)),
-                format!("{:.1}×", ratio(b.p99, e.p99)),
-            ],
-            _ => ["–".to_owned(), "–".to_owned(), "–".to_owned()],
-        };
+        let [r_rate, r_p50, r_p99] = ratio_cells(&row.baton, &row.echo);
         println!(
             "| {} | {} | {b_rate} | {b_p50} | {b_p99} | {e_rate} | {e_p50} | {e_p99} | {r_rate} \
              | {r_p50} | {r_p99} |",
@@ -752,14 +928,140 @@ fn print_table(rows: &[Row], cores: usize, profile: &str) {
          echo is Baton's msg/s over the echo server's (1.000 would match it); the latency \
          columns are Baton's latency over the echo server's (3.0× = three times as long)."
     );
+    let posts: Vec<&Row> = rows.iter().filter(|r| r.post.is_some()).collect();
+    if !posts.is_empty() {
+        println!();
+        println!(
+            "### The widget's HTTP path: POST /api/v1/widget/messages → {store} → bot → WebSocket"
+        );
+        println!();
+        println!(
+            "| Visitors | Msgs each | POST msg/s | POST p50 | POST p99 | Echo msg/s | Throughput ÷ echo |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        for row in posts {
+            let post = row.post.as_ref().expect("filtered on post");
+            let [p_rate, p_p50, p_p99] = stats_cells(post);
+            let [e_rate, _, _] = stats_cells(&row.echo);
+            let [r_rate, _, _] = ratio_cells(post, &row.echo);
+            println!(
+                "| {} | {} | {p_rate} | {p_p50} | {p_p99} | {e_rate} | {r_rate} |",
+                row.visitors, row.per_visitor
+            );
+        }
+    }
+    println!();
+    match idle {
+        Ok(idle) => {
+            let mib = |kib: u64| format!("{:.0} MiB", kib as f64 / 1024.0);
+            print!(
+                "Separate server process ({store}): idle RSS {}",
+                mib(idle.idle_kib)
+            );
+            match idle.with_sockets_kib {
+                Some(kib) => println!(
+                    "; with {} idle widget WebSockets {} ({:.1} KiB a socket).",
+                    idle.sockets,
+                    mib(kib),
+                    kib.saturating_sub(idle.idle_kib) as f64 / idle.sockets.max(1) as f64
+                ),
+                None => println!(" (BENCH_IDLE=10000 adds idle widget WebSockets)."),
+            }
+        }
+        Err(e) => println!("Separate server process: not measured ({e})."),
+    }
     let rss = peak_rss_kib().map_or_else(
         || "unknown".to_owned(),
         |kib| format!("{:.0} MiB", kib as f64 / 1024.0),
     );
     println!();
     println!(
-        "Measured with `cargo bench -p baton-tests --bench pipeline`: SQLite, {cores} core(s), \
+        "Measured with `cargo bench -p baton-tests --bench pipeline`: {store}, {cores} core(s), \
          {profile} build, server and clients in one process; peak RSS of the whole process \
          (VmHWM) {rss}."
     );
+}
+
+fn ratio_cells(baton: &Result<Stats, String>, echo: &Result<Stats, String>) -> [String; 3] {
+    match (baton, echo) {
+        (Ok(b), Ok(e)) => [
+            format!("{:.3}", b.per_second / e.per_second.max(1e-9)),
+            format!("{:.1}×", ratio(b.p50, e.p50)),
+            format!("{:.1}×", ratio(b.p99, e.p99)),
+        ],
+        _ => ["–".to_owned(), "–".to_owned(), "–".to_owned()],
+    }
+}
+
+/// Starts this binary again as a bare server and reads its memory, idle and
+/// then holding `settings.idle` idle widget sockets.
+async fn measure_idle(settings: &Settings) -> Result<Idle> {
+    let exe = std::env::current_exe().context("cannot find this bench's binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .env(CHILD_ENV, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start the idle server")?;
+    let pid = child.id().context("the idle server has no pid")?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let base = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+        .await
+        .context("the idle server did not start within 60 s")??
+        .context("the idle server ended before it served")?;
+    // Let start-up work (migrations, first timers) settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_kib = rss_of(pid).context("cannot read the idle server's RSS")?;
+    let mut with_sockets_kib = None;
+    if settings.idle > 0 {
+        let clients = connect(Target::Baton, &base, "127.0.0.1:9".parse()?, settings.idle)
+            .await
+            .map_err(explain_fd_exhaustion)
+            .with_context(|| format!("cannot open {} idle widget sockets", settings.idle))?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        with_sockets_kib = Some(rss_of(pid).context("cannot read the server's RSS")?);
+        drop(clients);
+    }
+    drop(child.stdin.take());
+    let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    Ok(Idle {
+        idle_kib,
+        sockets: settings.idle,
+        with_sockets_kib,
+    })
+}
+
+/// The child's side of [`measure_idle`]: serve until standard input closes.
+fn serve_idle_child(backend: Backend) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let db = TestDb::new(backend).await?;
+        let server = Server::start(&db, BATON_CONFIG).await?;
+        println!("{}", server.base());
+        tokio::task::spawn_blocking(|| {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                if line.is_err() {
+                    break;
+                }
+            }
+        })
+        .await?;
+        drop(server);
+        anyhow::Ok(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(())
+}
+
+/// A process's resident set (`VmRSS`), in KiB.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -32,8 +32,11 @@ use tracing::{debug, warn};
 
 /// Subscribers that lag this far behind lose the oldest events and must resync.
 const CAPACITY: usize = 4096;
-/// A conversation's topic holds this many signals for a slow socket.
-const TOPIC_CAPACITY: usize = 256;
+/// A conversation's topic holds this many signals for a slow socket (one
+/// that falls further behind resyncs from the store). Every slot is
+/// allocated up front, for each followed conversation: 256 cost about
+/// 16 KiB per idle widget.
+const TOPIC_CAPACITY: usize = 32;
 /// How long a missing sequence number is looked for after a reconnect: a
 /// transaction that took it and has not committed by then has rolled back.
 const GAP_TIMEOUT: Duration = Duration::from_secs(60);

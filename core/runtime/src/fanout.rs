@@ -3,11 +3,13 @@
 //! messages, a hand-over gets its routing and post-hand-over actions, and a
 //! freed seat lets automatic assignment run.
 //!
-//! The store announces every committed unit in commit order (on SQLite
-//! from the writer, before the unit's caller hears of its result); one task
-//! per node takes the announcements one after another, so a conversation's
-//! messages reach the widget and the platform in the order they were
-//! written.
+//! The store announces every committed unit: on SQLite from the writer, in
+//! commit order, before the unit's caller hears of its result; on
+//! PostgreSQL right after each transaction's own commit, so two commits of
+//! one conversation that finish at the same instant may be announced in
+//! either order (the hub there follows LISTEN/NOTIFY, which is in commit
+//! order). One task per node takes the announcements one after another, so
+//! a conversation's messages reach the platform in the order announced.
 
 use crate::Runtime;
 use baton_channel::Channel;
@@ -74,6 +76,11 @@ impl Runtime {
                 .cloned()
                 .collect();
             self.deliver_later(email, conv, copies);
+        }
+        // The widget reads its conversation's topic on the hub; the web
+        // channel has nothing to send.
+        if conv.channel == ChannelKind::Web {
+            return;
         }
         let Some(channel) = self.channel(conv.channel) else {
             return;

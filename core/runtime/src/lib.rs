@@ -1,16 +1,18 @@
 //! Baton's engine: it applies the hand-over state machine to stored
 //! conversations, asks the bot, fans events out and delivers webhooks.
 //!
-//! Every change to a conversation goes through [`Runtime`]: it reads the
-//! conversation, asks `baton_model::step` what the input does, stores the new
-//! state with a compare-and-swap, writes the system messages and outbox
-//! events in the same transaction, and only after the commit publishes them.
+//! Every change to a conversation goes through [`Runtime`] as one unit of
+//! work: the store reads the conversation under its lock (the single
+//! writer on SQLite, `FOR UPDATE` on PostgreSQL), the unit's plan asks
+//! `baton_model::step` what the input does, and the new state, its
+//! messages, side state and outbox events are written in one transaction;
+//! only after the commit are they announced.
 //!
 //! Architecture invariants:
 //! - this crate is the only one that writes conversations and messages;
-//! - a bot message is stored only if `baton_model::bot_may_speak` holds
-//!   *under the conversation's row lock*, so no race with a claim can let the
-//!   bot talk over a human, on any channel;
+//! - a bot message is stored only if `baton_model::bot_may_speak` holds for
+//!   the conversation *as the lock shows it* (`unit::bot_plan`), so no race
+//!   with a claim can let the bot talk over a human, on any channel;
 //! - it knows nothing of HTTP: the web crate and the channels call it.
 
 mod actions;

@@ -3,9 +3,9 @@
 //! Two kinds: *held* tasks own work in the database under a lease (webhook
 //! deliveries, plugin actions); a stop lets them hand it back and waits for
 //! them, up to a deadline. The others (bot turns, channel loops, sweeps)
-//! are cut when the stop comes; a bot turn cut short is answered again by
-//! the next node (or this one, started again), because its message is
-//! stored and still unanswered.
+//! are cut when the stop comes; a bot turn cut short leaves the visitor's
+//! message stored and unanswered (answering it after a restart is the
+//! durable work of a later change).
 
 use std::future::Future;
 use std::sync::Mutex;

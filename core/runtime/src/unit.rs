@@ -240,10 +240,11 @@ fn notice_for(conv: &Conversation, notice: &Notice, now: Timestamp, ctx: &PlanCo
 /// the bot's trigger counts afresh (as the transcript did before counters
 /// were kept).
 pub(crate) fn finish(mut plan: Plan) -> Plan {
+    // Internal notes are not said to the visitor: they change nothing.
     let hands_change = plan
         .messages
         .iter()
-        .any(|m| matches!(m.sender, SenderKind::Agent | SenderKind::System));
+        .any(|m| !m.internal && matches!(m.sender, SenderKind::Agent | SenderKind::System));
     if hands_change {
         plan.side.counters = Some(None);
     }

@@ -23,6 +23,7 @@ use crate::{Announcement, Backend, Error, Result};
 use futures_util::future::BoxFuture;
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 /// A value bound to a query or read from a row. Nulls keep their type, so
 /// that PostgreSQL knows what a `NULL` parameter is.
@@ -395,10 +396,28 @@ impl Lite {
     /// Opens the database file at `path` with one writer and `readers` reader threads.
     pub(crate) fn open(path: &str, readers: usize, announcer: AnnouncerSlot) -> Result<Self> {
         let writer_conn = open_lite(path)?;
+        // Checkpoints (copying the WAL back into the database, with its
+        // fsync) run on their own thread, not between the writer's commits;
+        // the writer keeps 16 MiB of pages (the default is 2) so that the
+        // tables' hot pages stay in its cache, and its savepoint journals in
+        // memory, not in temporary files.
+        writer_conn
+            .execute_batch(
+                "PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384; \
+                 PRAGMA temp_store = MEMORY",
+            )
+            .map_err(lite)?;
+        let dirty = Arc::new(Checkpoints::default());
+        let checkpoint_conn = open_lite(path)?;
+        let for_checkpoints = dirty.clone();
+        std::thread::Builder::new()
+            .name("baton-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, for_checkpoints))
+            .map_err(|e| Error::Corrupt(format!("cannot start the SQLite checkpointer: {e}")))?;
         let (wtx, wrx) = mpsc::channel::<ToWriter>();
         std::thread::Builder::new()
             .name("baton-sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, wrx, announcer))
+            .spawn(move || writer_loop(writer_conn, wrx, announcer, dirty))
             .map_err(|e| Error::Corrupt(format!("cannot start the SQLite writer: {e}")))?;
         let (rtx, rrx) = mpsc::channel::<Option<ReadJob>>();
         let rrx = Arc::new(Mutex::new(rrx));
@@ -509,11 +528,64 @@ fn reader_loop(conn: rusqlite::Connection, jobs: Arc<Mutex<mpsc::Receiver<Option
     }
 }
 
-fn writer_loop(conn: rusqlite::Connection, rx: mpsc::Receiver<ToWriter>, announcer: AnnouncerSlot) {
+/// Pages the writer committed since the last checkpoint, and the signal
+/// that there are some (or that the writer stopped).
+#[derive(Default)]
+struct Checkpoints {
+    state: Mutex<(u64, bool)>,
+    wake: std::sync::Condvar,
+}
+
+/// Commits between checkpoints before the checkpointer wakes early (the
+/// WAL otherwise grows until the next tick).
+const CHECKPOINT_EVERY: u64 = 256;
+
+/// The checkpointer: a passive checkpoint a few times a second while the
+/// writer commits (it never blocks the writer), or sooner after many
+/// commits; a last one when the writer stops.
+fn checkpoint_loop(conn: rusqlite::Connection, dirty: Arc<Checkpoints>) {
+    loop {
+        let stopped = {
+            let guard = dirty.state.lock().unwrap_or_else(|p| p.into_inner());
+            // Asleep while nothing is written ...
+            let guard = dirty
+                .wake
+                .wait_while(guard, |(commits, stopped)| *commits == 0 && !*stopped)
+                .unwrap_or_else(|p| p.into_inner());
+            // ... then a quarter of a second for more, or until there are many.
+            let (mut guard, _) = dirty
+                .wake
+                .wait_timeout_while(guard, Duration::from_millis(250), |(commits, stopped)| {
+                    *commits < CHECKPOINT_EVERY && !*stopped
+                })
+                .unwrap_or_else(|p| p.into_inner());
+            guard.0 = 0;
+            guard.1
+        };
+        if stopped {
+            return;
+        }
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::warn!(error = %e, "a SQLite checkpoint failed");
+        }
+    }
+}
+
+fn writer_loop(
+    conn: rusqlite::Connection,
+    rx: mpsc::Receiver<ToWriter>,
+    announcer: AnnouncerSlot,
+    checkpoints: Arc<Checkpoints>,
+) {
+    let stop_checkpoints = || {
+        let mut s = checkpoints.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.1 = true;
+        checkpoints.wake.notify_one();
+    };
     let conn = Mutex::new(conn);
     let mut closing: Option<tokio::sync::oneshot::Sender<()>> = None;
     while closing.is_none() {
-        let Ok(first) = rx.recv() else { return };
+        let Ok(first) = rx.recv() else { break };
         let mut batch: Vec<WriteJob> = Vec::new();
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -527,8 +599,14 @@ fn writer_loop(conn: rusqlite::Connection, rx: mpsc::Receiver<ToWriter>, announc
         }
         if !batch.is_empty() {
             commit_batch(&conn, batch, &announcer);
+            let mut s = checkpoints.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.0 += 1;
+            if s.0 == 1 || s.0 >= CHECKPOINT_EVERY {
+                checkpoints.wake.notify_one();
+            }
         }
     }
+    stop_checkpoints();
     if let Some(done) = closing {
         let c = conn.lock().unwrap_or_else(|p| p.into_inner());
         let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
@@ -544,7 +622,9 @@ fn batch_sql(conn: &Mutex<rusqlite::Connection>, sql: &str) -> rusqlite::Result<
 }
 
 /// One transaction for the whole batch, a savepoint per operation: a failing
-/// operation is rolled back alone and the others commit together.
+/// operation is rolled back alone and the others commit together. A batch
+/// of one needs no savepoint (SQLite copies every page an operation touches
+/// into the savepoint's journal first): its failure rolls back everything.
 fn commit_batch(
     conn: &Mutex<rusqlite::Connection>,
     batch: Vec<WriteJob>,
@@ -556,28 +636,39 @@ fn commit_batch(
         tracing::error!(error = %e, jobs = batch.len(), "cannot start a SQLite write");
         return;
     }
+    let alone = batch.len() == 1;
     let mut settles = Vec::with_capacity(batch.len());
     let mut announced = Vec::new();
+    let mut any_written = false;
     for job in batch {
-        if let Err(e) = batch_sql(conn, "SAVEPOINT op") {
+        if !alone && let Err(e) = batch_sql(conn, "SAVEPOINT op") {
             tracing::error!(error = %e, "cannot take a savepoint");
         }
         let (failed, said, settle) = job(conn);
         if !failed {
             announced.extend(said);
+            any_written = true;
         }
-        let end = if failed {
-            batch_sql(conn, "ROLLBACK TO op").and_then(|()| batch_sql(conn, "RELEASE op"))
-        } else {
-            batch_sql(conn, "RELEASE op")
-        };
-        if let Err(e) = end {
-            tracing::error!(error = %e, "cannot end a savepoint");
+        if !alone {
+            let end = if failed {
+                batch_sql(conn, "ROLLBACK TO op").and_then(|()| batch_sql(conn, "RELEASE op"))
+            } else {
+                batch_sql(conn, "RELEASE op")
+            };
+            if let Err(e) = end {
+                tracing::error!(error = %e, "cannot end a savepoint");
+            }
         }
         settles.push(settle);
     }
-    let committed =
-        batch_sql(conn, "COMMIT").map_err(|e| format!("the write could not be committed: {e}"));
+    let committed = if any_written {
+        batch_sql(conn, "COMMIT").map_err(|e| format!("the write could not be committed: {e}"))
+    } else {
+        // Every operation failed: nothing to keep, and each caller hears its
+        // own error.
+        let _ = batch_sql(conn, "ROLLBACK");
+        Ok(())
+    };
     if committed.is_err() {
         let _ = batch_sql(conn, "ROLLBACK");
     } else if let Some(announce) = announcer.get() {

@@ -58,6 +58,8 @@ pub async fn stream(State(state): State<AppState>, req: Request) -> ApiResult<Re
         return Ok(upgrade
             .max_message_size(STAFF_FRAME_LIMIT)
             .max_frame_size(STAFF_FRAME_LIMIT)
+            .read_buffer_size(crate::WS_BUFFER)
+            .write_buffer_size(crate::WS_BUFFER)
             .on_upgrade(move |socket| staff_socket(state, staff, rx, socket))
             .into_response());
     }

@@ -331,6 +331,8 @@ pub async fn ws(
     Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        .read_buffer_size(crate::WS_BUFFER)
+        .write_buffer_size(crate::WS_BUFFER)
         .on_upgrade(move |socket| visitor_socket(state, visitor, q.after.unwrap_or(0), socket))
         .into_response())
 }
@@ -404,7 +406,9 @@ async fn visitor_socket(state: AppState, visitor: Visitor, after: i64, socket: W
                     WsMessage::Close(_) => break,
                     _ => continue,
                 };
-                if let Some(reply) = handle_client_frame(&state, &conversation_id, body).await
+                // Boxed: an idle socket's task should not carry the whole
+                // message path's state.
+                if let Some(reply) = Box::pin(handle_client_frame(&state, &conversation_id, body)).await
                     && send_json(&mut sink, &reply).await.is_err()
                 {
                     break;

@@ -283,6 +283,76 @@ async fn fifty_concurrent_claims_have_exactly_one_winner() -> Result<()> {
     baton_tests::on_every_backend(fifty_claims).await
 }
 
+async fn claim_and_reply_in_one_batch(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let server = Server::start(&db, "").await?;
+    let rt = &server.runtime;
+    let user = rt
+        .store()
+        .create_user(
+            baton_store::NewUser {
+                email: "alice@example.com",
+                name: "Alice Example",
+                role: baton_model::Role::Responder,
+                password_hash: "unusable",
+            },
+            rt.now(),
+        )
+        .await?;
+    let alice = AgentRef {
+        id: user.id,
+        name: user.name,
+    };
+    let visitor = VisitorClient::start(&server.base()).await?;
+    visitor.turn("hello").await?;
+    let id = visitor.conversation_id.clone();
+    let bot_id = rt
+        .store()
+        .conversation(&id)
+        .await?
+        .map(|c| c.bot_id)
+        .unwrap_or_default();
+
+    // The claim and the bot's reply commit together, the claim first: the
+    // reply meets a conversation a human holds and is dropped.
+    let done = rt
+        .commit_together(vec![
+            rt.claim_unit(&id, &alice),
+            rt.bot_reply_unit(&id, &bot_id, "a reply that lost the race"),
+        ])
+        .await;
+    ensure!(done.len() == 2, "{done:?}");
+    let (claimed, wrote_claim) = done[0].as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    ensure!(*wrote_claim && claimed.state.assignee.as_ref() == Some(&alice));
+    let (held, wrote_reply) = done[1].as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    ensure!(!wrote_reply, "the reply was written after the claim");
+    ensure!(held.state.assignee.as_ref() == Some(&alice));
+    let messages = visitor.messages().await?;
+    ensure!(
+        !messages
+            .iter()
+            .any(|m| m["text"] == "a reply that lost the race"),
+        "{messages:?}"
+    );
+    ensure!(
+        messages.iter().any(
+            |m| m["sender"] == "system" && m["text"] == "Alice Example joined the conversation"
+        ),
+        "{messages:?}"
+    );
+    let stored = rt.store().conversation(&id).await?;
+    ensure!(
+        stored.is_some_and(|c| c.state.assignee.as_ref() == Some(&alice)),
+        "the claim is stored"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_with_a_claim_and_a_bot_reply_stores_the_claim_and_drops_the_reply() -> Result<()> {
+    baton_tests::on_every_backend(claim_and_reply_in_one_batch).await
+}
+
 async fn takeover_and_reopen(backend: Backend) -> Result<()> {
     let db = TestDb::new(backend).await?;
     let server = Server::start(&db, "[bot.handover]\npause_bot_for = \"1h\"\n").await?;

@@ -106,3 +106,84 @@ async fn a_visitor_on_node_a_and_an_agent_on_node_b_see_each_other_live() -> Res
     b.stop().await?;
     Ok(())
 }
+
+/// An event whose sequence number was taken before a later one committed,
+/// and which itself committed while the listener was away, still reaches
+/// the hub: the catch-up looks for the numbers it skipped, not only those
+/// above the highest it saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_catch_up_receives_an_event_that_committed_out_of_order() -> Result<()> {
+    use sqlx::{Connection, Row};
+    if !backends().contains(&Backend::Postgres) {
+        eprintln!("skipped: BATON_TEST_POSTGRES_URL is not set");
+        return Ok(());
+    }
+    let db = TestDb::new(Backend::Postgres).await?;
+    let server = baton_tests::Server::start(&db, "").await?;
+    let mut hub = server.runtime.bus().subscribe();
+    let visitor = VisitorClient::start(&server.base()).await?;
+    visitor.turn("hello").await?;
+
+    // A writer takes a sequence number and holds its transaction open.
+    let mut slow = sqlx::PgConnection::connect(&db.url).await?;
+    let mut tx = slow.begin().await?;
+    let template =
+        sqlx::query("SELECT conversation_id, body FROM events ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&mut *tx)
+            .await?;
+    let conversation_id: String = template.try_get("conversation_id")?;
+    let mut body: serde_json::Value = serde_json::from_str(template.try_get("body")?)?;
+    body["id"] = json!("evt_committed_late");
+    let late: i64 = sqlx::query(
+        "WITH e AS (INSERT INTO events (id, type, conversation_id, created_at, body) \
+         VALUES ('evt_committed_late', $1, $2, $3, $4) RETURNING seq) \
+         SELECT seq, pg_notify('baton_events', seq::text) FROM e",
+    )
+    .bind(body["type"].as_str().unwrap_or("message.created"))
+    .bind(&conversation_id)
+    .bind(server.runtime.now().millis())
+    .bind(body.to_string())
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get("seq")?;
+
+    // A later number commits and is published.
+    visitor.turn("hello again").await?;
+    let mut highest = 0;
+    while highest <= late {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), hub.recv()).await??;
+        highest = highest.max(event.seq);
+    }
+
+    // The listener loses its connection; the early number commits meanwhile.
+    let mut admin = sqlx::PgConnection::connect(&db.url).await?;
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await?;
+    ensure!(cut.iter().any(|&c| c), "no listener connection to cut");
+    tx.commit().await?;
+
+    let arrived = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            match hub.recv().await {
+                Ok(event) if event.seq == late => return Ok(event),
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    let event = match arrived {
+        Ok(found) => found?,
+        Err(_) => anyhow::bail!("event {late}, committed late, never reached the hub"),
+    };
+    ensure!(
+        event.envelope.id == "evt_committed_late",
+        "{:?}",
+        event.envelope
+    );
+    Ok(())
+}
