@@ -33,4 +33,8 @@ impl Channel for WebChannel {
     async fn deliver(&self, _out: Outbound<'_>) -> Result<Delivered> {
         Ok(Delivered::ViaEventStream)
     }
+
+    fn reads_event_stream(&self) -> bool {
+        true
+    }
 }

@@ -195,6 +195,13 @@ pub trait Channel: Send + Sync + 'static {
     /// Sends a bot, agent or system message to the platform.
     async fn deliver(&self, out: Outbound<'_>) -> Result<Delivered>;
 
+    /// Whether the channel's clients pick messages up from the event stream
+    /// themselves (the widget): then [`Channel::deliver`] has nothing to do
+    /// and the runtime queues nothing for it.
+    fn reads_event_stream(&self) -> bool {
+        false
+    }
+
     /// Routes the platform calls (webhooks), mounted under `/api/v1/channels/<kind>/`.
     fn routes(&self, _ingest: Arc<dyn Ingest>) -> Option<axum::Router> {
         None

@@ -77,14 +77,13 @@ impl Runtime {
                 .collect();
             self.deliver_later(email, conv, copies);
         }
-        // The widget reads its conversation's topic on the hub; the web
-        // channel has nothing to send.
-        if conv.channel == ChannelKind::Web {
-            return;
-        }
         let Some(channel) = self.channel(conv.channel) else {
             return;
         };
+        // The widget reads its conversation's topic on the hub.
+        if channel.reads_event_stream() {
+            return;
+        }
         self.deliver_later(channel, conv, outbound);
     }
 

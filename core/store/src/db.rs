@@ -528,8 +528,8 @@ fn reader_loop(conn: rusqlite::Connection, jobs: Arc<Mutex<mpsc::Receiver<Option
     }
 }
 
-/// Pages the writer committed since the last checkpoint, and the signal
-/// that there are some (or that the writer stopped).
+/// Commits since the last checkpoint and whether the writer stopped, and
+/// the signal that either changed.
 #[derive(Default)]
 struct Checkpoints {
     state: Mutex<(u64, bool)>,
@@ -540,9 +540,10 @@ struct Checkpoints {
 /// WAL otherwise grows until the next tick).
 const CHECKPOINT_EVERY: u64 = 256;
 
-/// The checkpointer: a passive checkpoint a few times a second while the
-/// writer commits (it never blocks the writer), or sooner after many
-/// commits; a last one when the writer stops.
+/// The checkpointer: a passive checkpoint (it never blocks the writer) a
+/// quarter of a second after the first commit since the last one, or
+/// sooner after many commits. It ends when the writer stops; the writer's
+/// close takes the last checkpoint itself.
 fn checkpoint_loop(conn: rusqlite::Connection, dirty: Arc<Checkpoints>) {
     loop {
         let stopped = {
@@ -577,11 +578,6 @@ fn writer_loop(
     announcer: AnnouncerSlot,
     checkpoints: Arc<Checkpoints>,
 ) {
-    let stop_checkpoints = || {
-        let mut s = checkpoints.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.1 = true;
-        checkpoints.wake.notify_one();
-    };
     let conn = Mutex::new(conn);
     let mut closing: Option<tokio::sync::oneshot::Sender<()>> = None;
     while closing.is_none() {
@@ -606,7 +602,11 @@ fn writer_loop(
             }
         }
     }
-    stop_checkpoints();
+    {
+        let mut s = checkpoints.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.1 = true;
+        checkpoints.wake.notify_one();
+    }
     if let Some(done) = closing {
         let c = conn.lock().unwrap_or_else(|p| p.into_inner());
         let _ = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");

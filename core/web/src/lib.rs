@@ -289,15 +289,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The pages' content security policy. Only the chat page may be framed (by
-/// any site: customers embed it in an `<iframe>`); every other page refuses
-/// to be, so that no site can overlay the inbox to trick an agent's clicks.
 /// A WebSocket's read buffer and write batch, in bytes. Chat frames are
 /// small; tungstenite's default (128 KiB) is zeroed on every read and held
 /// by every idle socket, which at 10,000 idle widgets is over a GiB. A
 /// bigger frame grows its buffer as it needs.
 pub(crate) const WS_BUFFER: usize = 4 * 1024;
 
+/// The pages' content security policy. Only the chat page may be framed (by
+/// any site: customers embed it in an `<iframe>`); every other page refuses
+/// to be, so that no site can overlay the inbox to trick an agent's clicks.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 const CSP_EMBEDDABLE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
