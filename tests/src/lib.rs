@@ -353,6 +353,14 @@ impl Process {
         Ok(std::fs::read_to_string(log)?)
     }
 
+    /// Kills the process with SIGKILL, as a crash would: nothing is handed
+    /// back, nothing is flushed.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
     pub async fn stop(mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {
             let _ = std::process::Command::new("kill")

@@ -340,10 +340,9 @@ impl Channel for DiscordChannel {
             .thread_key
             .and_then(normalize::channel_of)
             .map(ChannelId::new)
-            .ok_or_else(|| Error::Delivery {
+            .ok_or_else(|| Error::Rejected {
                 channel: ChannelKind::Discord,
                 reason: "the conversation has no discord channel".into(),
-                retry_after: None,
             })?;
         let texts = pieces(&display_text(out.message));
         let rows = components(&out);

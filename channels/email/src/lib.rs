@@ -429,7 +429,13 @@ impl EmailChannel {
             match self.inner.smtp.send(mail.clone()).await {
                 Ok(_) => return Ok(()),
                 // A permanent refusal (5xx): trying again changes nothing.
-                Err(e) if e.is_permanent() || attempt >= SMTP_ATTEMPTS => {
+                Err(e) if e.is_permanent() => {
+                    return Err(Error::Rejected {
+                        channel: ChannelKind::Email,
+                        reason: smtp_reason(&e),
+                    });
+                }
+                Err(e) if attempt >= SMTP_ATTEMPTS => {
                     return Err(Error::Delivery {
                         channel: ChannelKind::Email,
                         reason: smtp_reason(&e),
@@ -676,16 +682,14 @@ impl Channel for EmailChannel {
     async fn deliver(&self, out: Outbound<'_>) -> Result<Delivered> {
         let conv = out.conversation;
         let Some(address) = conv.contact.email.as_deref() else {
-            return Err(Error::Delivery {
+            return Err(Error::Rejected {
                 channel: ChannelKind::Email,
                 reason: "the contact has no email address".into(),
-                retry_after: None,
             });
         };
-        let to = address.parse().map_err(|e| Error::Delivery {
+        let to = address.parse().map_err(|e| Error::Rejected {
             channel: ChannelKind::Email,
             reason: format!("`{address}` is not an address: {e}"),
-            retry_after: None,
         })?;
         let to = lettre::message::Mailbox::new(conv.contact.name.clone(), to);
         let thread = match self.inner.ingest.get() {

@@ -573,10 +573,9 @@ impl Channel for SlackChannel {
     }
 
     async fn deliver(&self, out: Outbound<'_>) -> Result<Delivered> {
-        let channel = out.thread_key.ok_or_else(|| Error::Delivery {
+        let channel = out.thread_key.ok_or_else(|| Error::Rejected {
             channel: ChannelKind::Slack,
             reason: "the conversation has no slack channel".into(),
-            retry_after: None,
         })?;
         let m = out.message;
         let named = self.inner.config.agent_names;

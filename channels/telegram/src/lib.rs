@@ -324,10 +324,9 @@ impl Channel for TelegramChannel {
         let chat = out
             .thread_key
             .and_then(normalize::chat_of)
-            .ok_or_else(|| Error::Delivery {
+            .ok_or_else(|| Error::Rejected {
                 channel: ChannelKind::Telegram,
                 reason: "the conversation has no telegram chat".into(),
-                retry_after: None,
             })?;
         let text = display_text(out.message);
         let markup = keyboard(&out);

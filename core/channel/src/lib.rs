@@ -39,6 +39,14 @@ pub enum Error {
         /// Seconds the platform asked us to wait (HTTP 429 `Retry-After`).
         retry_after: Option<u64>,
     },
+    /// The platform refused the message for good (an unknown chat, a
+    /// conversation with no place on the platform): trying again cannot
+    /// help, and the message is marked not delivered.
+    #[error("{channel} refused the message: {reason}")]
+    Rejected {
+        channel: ChannelKind,
+        reason: String,
+    },
     /// The runtime said no to a staff action (a lost claim, a bad transition).
     #[error("{0}")]
     Refused(String),

@@ -22,6 +22,6 @@ pub use handover::{
 };
 pub use model::{
     Action, ActionKind, Attachment, BotMemory, ChannelKind, ContactRef, Conversation,
-    LEFT_MESSAGE_TAG, Message, Presence, Role, SenderKind, Status,
+    LEFT_MESSAGE_TAG, Message, PendingTurn, Presence, Role, SenderKind, Status,
 };
 pub use time::Timestamp;

@@ -193,6 +193,20 @@ pub struct BotMemory {
     pub topic: Option<String>,
     /// The power-up waiting for the visitor's answer (JSON).
     pub power_up: Option<String>,
+    /// The visitor message the bot is due to answer, if a turn is under way.
+    pub turn: Option<PendingTurn>,
+}
+
+/// A bot turn that was due when a visitor's message was stored: which
+/// message, which node runs the turn, since when. The bot's answer clears
+/// it in the transaction that writes the answer, as does any change that
+/// takes the conversation from the bot; a turn left behind by a node that
+/// died is run again by another (or the same, restarted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingTurn {
+    pub seq: i64,
+    pub node: String,
+    pub at: Timestamp,
 }
 
 /// The tag the leave-a-message form puts on a web conversation.

@@ -24,6 +24,9 @@ pub struct Config {
     /// `[webhooks]`: delivery timing.
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    /// `[delivery]`: retries of messages to platforms (the delivery outbox).
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     /// `[conversations]`: lifecycle timing.
     #[serde(default)]
     pub conversations: ConversationsConfig,
@@ -623,6 +626,38 @@ impl Default for WebhooksConfig {
             retry_max: Duration::from_secs(600),
             max_attempts: 15,
             timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[delivery]`: how messages to platforms (email, Telegram, Slack,
+/// Discord) are retried from the delivery outbox.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// `retry_base`: the first retry delay; each later one doubles. Default `"1s"`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_base: Duration,
+    /// `retry_max`: the longest delay between two attempts. Default `"5m"`.
+    #[serde(deserialize_with = "duration")]
+    pub retry_max: Duration,
+    /// `max_attempts`: after this many failed attempts a message is marked
+    /// not delivered (staff can send it again). Default 12, about half an
+    /// hour of trying.
+    pub max_attempts: i64,
+    /// `timeout`: how long one attempt may take, waits for a platform's
+    /// rate limit included. Default `"2m"`.
+    #[serde(deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            max_attempts: 12,
+            timeout: Duration::from_secs(120),
         }
     }
 }

@@ -1,21 +1,20 @@
 //! What follows a commit, in commit order: the hub hears of the events, the
-//! webhook dispatcher wakes, the conversation's channel gets its outbound
-//! messages, a hand-over gets its routing and post-hand-over actions, and a
-//! freed seat lets automatic assignment run.
+//! webhook dispatcher and the delivery dispatcher wake (the unit queued
+//! what they send), a hand-over gets its routing and post-hand-over
+//! actions, and a freed seat lets automatic assignment run.
 //!
 //! The store announces every committed unit: on SQLite from the writer, in
 //! commit order, before the unit's caller hears of its result; on
 //! PostgreSQL right after each transaction's own commit, so two commits of
 //! one conversation that finish at the same instant may be announced in
 //! either order (the hub there follows LISTEN/NOTIFY, which is in commit
-//! order). One task per node takes the announcements one after another, so
-//! a conversation's messages reach the platform in the order announced.
+//! order). One task per node takes the announcements one after another.
+//! Platform deliveries do not depend on this order: the delivery outbox
+//! sends a conversation's messages in the order they were written.
 
 use crate::Runtime;
-use baton_channel::Channel;
 use baton_model::{ActionKind, ChannelKind, Conversation, EventKind, Message, SenderKind, Status};
 use baton_store::{Announcement, Backend};
-use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 impl Runtime {
@@ -43,7 +42,13 @@ impl Runtime {
         if self.store().backend() == Backend::Sqlite {
             self.publish(events).await;
         }
-        self.deliver_outbound(&conversation, messages);
+        // The unit queued the platform deliveries its messages need.
+        if messages
+            .iter()
+            .any(|m| !m.internal && m.sender != SenderKind::Visitor)
+        {
+            self.wake_deliveries();
+        }
         if escalated {
             // Routing first, then the bot's post-hand-over actions, in order.
             let rt = self.clone();
@@ -58,44 +63,6 @@ impl Runtime {
         if frees_a_seat {
             self.presence_changed();
         }
-    }
-
-    /// Hands a commit's outbound messages to the conversation's channel.
-    fn deliver_outbound(&self, conv: &Conversation, messages: Vec<Message>) {
-        let outbound: Vec<Message> = messages
-            .into_iter()
-            .filter(|m| !m.internal && m.sender != SenderKind::Visitor)
-            .collect();
-        if outbound.is_empty() {
-            return;
-        }
-        if let Some(email) = self.email_copy(conv) {
-            let copies: Vec<Message> = outbound
-                .iter()
-                .filter(|m| m.sender != SenderKind::System)
-                .cloned()
-                .collect();
-            self.deliver_later(email, conv, copies);
-        }
-        let Some(channel) = self.channel(conv.channel) else {
-            return;
-        };
-        // The widget reads its conversation's topic on the hub.
-        if channel.reads_event_stream() {
-            return;
-        }
-        self.deliver_later(channel, conv, outbound);
-    }
-
-    /// A web visitor who left their address and went away gets the team's
-    /// answers by email too (and their emailed reply comes back to the same
-    /// conversation): the email channel, when it is on and the conversation
-    /// is a left message with an address.
-    fn email_copy(&self, conv: &Conversation) -> Option<Arc<dyn Channel>> {
-        if !conv.is_left_message() {
-            return None;
-        }
-        self.channel(ChannelKind::Email)
     }
 
     /// On chat platforms the "Talk to a human" button travels with the bot's

@@ -13,7 +13,7 @@ use crate::{Clock, DEFAULT_BOT, Error, Result};
 use baton_channel::Channel;
 use baton_model::{ChannelKind, Input, Timestamp};
 use baton_store::{Backend, NewContact, Store};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -35,6 +35,12 @@ pub const PRESENCE_TIMEOUT_MS: i64 = 90_000;
 /// How often an open inbox stream marks its user as present.
 pub const PRESENCE_HEARTBEAT_MS: i64 = 30_000;
 
+/// A node that has not beaten its heartbeat for this long is taken for dead:
+/// the deliveries it leased and the bot turns it ran are taken over by the
+/// others (or by itself, restarted). It beats every [`NODE_HEARTBEAT`].
+pub const NODE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// The engine. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Runtime {
@@ -49,7 +55,10 @@ struct Inner {
     clock: Clock,
     bus: EventBus,
     bot: Arc<dyn Bot>,
-    channels: RwLock<HashMap<ChannelKind, Arc<dyn Channel>>>,
+    /// Shared with the store's delivery routing (see [`crate::delivery::routes`]).
+    channels: crate::delivery::Channels,
+    /// This process's id among the nodes (see [`NODE_TIMEOUT`]).
+    node_id: String,
     webhook_wake: Arc<Notify>,
     /// One automatic-assignment run at a time on this node.
     assign_lock: tokio::sync::Mutex<()>,
@@ -62,7 +71,7 @@ struct Inner {
     plugins: std::sync::OnceLock<Arc<baton_plugins::PluginHost>>,
     /// Wakes the plugin-action queue.
     plugin_wake: Arc<Notify>,
-    /// Channel delivery queues, one per conversation being delivered to.
+    /// The delivery outbox dispatcher's wake-up.
     deliveries: crate::delivery::Deliveries,
     /// Turns true when the node stops; background work that holds leases watches it.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -97,6 +106,8 @@ impl Runtime {
             .map(|(id, bot)| (id.clone(), Arc::new(bot.clone())))
             .collect();
         bots.insert(DEFAULT_BOT.to_owned(), Arc::new(config.bot.clone()));
+        let channels: crate::delivery::Channels = Arc::default();
+        store.route_deliveries(crate::delivery::routes(channels.clone()));
         let webhook_http = crate::outbound::client(outbound_policy(&config))
             .inspect_err(|e| tracing::error!(error = %e, "webhooks and webhook actions are off"))
             .ok();
@@ -108,7 +119,8 @@ impl Runtime {
                 clock,
                 bus,
                 bot,
-                channels: RwLock::new(HashMap::new()),
+                channels,
+                node_id: format!("node-{}", baton_store::new_id()),
                 webhook_wake: Arc::new(Notify::new()),
                 assign_lock: tokio::sync::Mutex::new(()),
                 http: reqwest::Client::builder()
@@ -171,6 +183,16 @@ impl Runtime {
 
     pub(crate) fn deliveries(&self) -> &crate::delivery::Deliveries {
         &self.inner.deliveries
+    }
+
+    /// This process's id among the nodes sharing the database.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The oldest heartbeat of a node still counted alive.
+    pub(crate) fn alive_since(&self) -> Timestamp {
+        self.now().plus_millis(-(NODE_TIMEOUT.as_millis() as i64))
     }
 
     pub(crate) fn http(&self) -> &reqwest::Client {
@@ -269,6 +291,10 @@ impl Runtime {
     pub async fn shutdown(&self) {
         self.inner.stopping.send_replace(true);
         self.inner.tasks.shutdown(Duration::from_secs(5)).await;
+        // What this node ran is handed back above; it is gone.
+        if let Err(e) = self.inner.store.forget_node(&self.inner.node_id).await {
+            warn!(error = %e, "stopping: cannot remove this node from the node list");
+        }
     }
 
     /// Starts the background work: webhook delivery, the cross-node event
@@ -278,6 +304,11 @@ impl Runtime {
     /// node serves anything: every event committed from now on reaches this
     /// node's subscribers, however late the listener task first runs.
     pub async fn start_background(&self) -> Result<()> {
+        // This node is alive before it takes any work (and, on SQLite, an
+        // earlier process's leases are free at once).
+        let store = &self.inner.store;
+        store.heartbeat(&self.inner.node_id, self.now()).await?;
+        store.forget_earlier_nodes(&self.inner.node_id).await?;
         let events_from = match self.inner.store.backend() {
             Backend::Postgres => Some(self.inner.store.last_event_seq().await?),
             Backend::Sqlite => None,
@@ -303,6 +334,10 @@ impl Runtime {
         // These hold leases: the stop waits for them to hand their work back.
         tasks.spawn_held(dispatcher.run(self.inner.stopping.subscribe()));
         tasks.spawn_held(self.clone().plugin_jobs(self.inner.stopping.subscribe()));
+        tasks.spawn_held(self.clone().deliver_outbox(self.inner.stopping.subscribe()));
+        let rt = self.clone();
+        tasks.spawn(async move { rt.beat().await });
+        tasks.spawn(self.clone().recover_turns());
         if let Some(from) = events_from {
             tasks.spawn(self.clone().listen_postgres(from));
         }
@@ -323,6 +358,23 @@ impl Runtime {
         }
         self.start_channels();
         Ok(())
+    }
+
+    /// Says every [`NODE_HEARTBEAT`] that this node is alive.
+    async fn beat(&self) {
+        let mut tick = tokio::time::interval(NODE_HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self
+                .inner
+                .store
+                .heartbeat(&self.inner.node_id, self.now())
+                .await
+            {
+                warn!(error = %e, "cannot beat this node's heartbeat");
+            }
+        }
     }
 
     async fn sweep_abandoned(&self, after: Duration) {

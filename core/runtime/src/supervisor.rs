@@ -1,11 +1,11 @@
 //! Every task the runtime spawns, so that a stop knows them all.
 //!
 //! Two kinds: *held* tasks own work in the database under a lease (webhook
-//! deliveries, plugin actions); a stop lets them hand it back and waits for
-//! them, up to a deadline. The others (bot turns, channel loops, sweeps)
-//! are cut when the stop comes; a bot turn cut short leaves the visitor's
-//! message stored and unanswered (answering it after a restart is the
-//! durable work of a later change).
+//! deliveries, platform deliveries, plugin actions); a stop lets them hand
+//! it back and waits for them, up to a deadline. The others (bot turns,
+//! channel loops, sweeps) are cut when the stop comes; a bot turn cut short
+//! is still due in the database, and the next node to look runs it again
+//! (see `turn.rs`).
 
 use std::future::Future;
 use std::sync::Mutex;

@@ -12,13 +12,29 @@
 //!    collector's and power-up's state, the topic and, when the turn hands
 //!    over, the transition with its notice; so nothing of a turn is written
 //!    without the rest.
+//!
+//! A turn is durable: the unit that stores the visitor's message records
+//! the turn as due (`BotMemory::turn`: which message, which node), and the
+//! unit that writes the answer (or takes the conversation from the bot)
+//! clears it. A turn whose node died while the bot was thinking is found by
+//! [`Runtime::recover_turns`] on any node, taken over in a unit of its own
+//! (so two nodes never both take it) and run again: the visitor gets one
+//! answer.
 
 use crate::bot::{BotReply, BotTurn};
 use crate::unit::bot_plan;
 use crate::{Result, Runtime};
-use baton_model::{Conversation, Message, bot_may_speak};
-use baton_store::{Side, Unit};
-use tracing::warn;
+use baton_model::{Conversation, Message, PendingTurn, bot_may_speak};
+use baton_store::{Decision, Plan, Side, Skip, Unit};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How often every node looks for turns left behind.
+const RECOVERY_PERIOD: Duration = Duration::from_secs(3);
+
+/// A turn of this node's own still due after this long failed (the bot or
+/// the store erred): it is run again.
+const OWN_TURN_STALE: Duration = Duration::from_secs(180);
 
 impl Runtime {
     /// One bot turn on the visitor's message `text` (just stored in `conv`).
@@ -31,7 +47,7 @@ impl Runtime {
     async fn try_bot_turn(&self, conv: Conversation, text: String) -> Result<()> {
         // 1. Gate.
         if !bot_may_speak(&conv.state, self.now()) {
-            return Ok(());
+            return self.drop_turn(&conv.id).await;
         }
         let settings = self.bot_config(&conv.bot_id);
         // 2. Decide.
@@ -110,6 +126,100 @@ impl Runtime {
                 self.commit(unit).await.map(|_| ())
             }
         }
+    }
+
+    /// The bot may not speak now (it is paused): the turn due is dropped.
+    async fn drop_turn(&self, conversation_id: &str) -> Result<()> {
+        let now = self.now();
+        let unit = Unit {
+            conversation_id: conversation_id.to_owned(),
+            dedupe: None,
+            now,
+            plan: Box::new(move |c| {
+                if c.memory.turn.is_none() || bot_may_speak(&c.state, now) {
+                    return Decision::Skip(Skip::Unchanged);
+                }
+                Decision::Apply(Plan {
+                    side: Side {
+                        turn: Some(None),
+                        ..Side::default()
+                    },
+                    ..Plan::default()
+                })
+            }),
+        };
+        self.commit(unit).await.map(|_| ())
+    }
+
+    /// Finds the bot turns nobody runs any more (their node died, or this
+    /// node's own failed long ago) and runs each once: now, then every few
+    /// seconds.
+    pub(crate) async fn recover_turns(self) {
+        loop {
+            let alive = self.alive_since();
+            let stale = self.now().plus_millis(-(OWN_TURN_STALE.as_millis() as i64));
+            match self
+                .store()
+                .orphaned_turns(self.node_id(), alive, stale, 100)
+                .await
+            {
+                Ok(orphans) => {
+                    for (id, turn) in orphans {
+                        if let Err(e) = self.take_turn(&id, turn).await {
+                            warn!(conversation_id = %id, error = %e, "cannot take over a bot turn");
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot look for bot turns left behind"),
+            }
+            tokio::time::sleep(RECOVERY_PERIOD).await;
+        }
+    }
+
+    /// Takes a turn left behind for this node (a unit: of two nodes that
+    /// try, one wins), then runs it.
+    async fn take_turn(&self, conversation_id: &str, left: PendingTurn) -> Result<()> {
+        let now = self.now();
+        let mine = PendingTurn {
+            seq: left.seq,
+            node: self.node_id().to_owned(),
+            at: now,
+        };
+        let unit = Unit {
+            conversation_id: conversation_id.to_owned(),
+            dedupe: None,
+            now,
+            plan: Box::new(move |c| {
+                if c.memory.turn.as_ref() != Some(&left) {
+                    return Decision::Skip(Skip::Unchanged);
+                }
+                Decision::Apply(Plan {
+                    side: Side {
+                        turn: Some(Some(mine)),
+                        ..Side::default()
+                    },
+                    ..Plan::default()
+                })
+            }),
+        };
+        let crate::unit::Committed::Applied(done) = self.commit(unit).await? else {
+            return Ok(());
+        };
+        let conversation = done.conversation;
+        let seq = conversation.memory.turn.as_ref().map_or(0, |t| t.seq);
+        let text = self
+            .store()
+            .messages(&conversation.id, seq - 1, false, 1)
+            .await?
+            .into_iter()
+            .find(|m| m.seq == seq)
+            .map(|m| m.text)
+            .unwrap_or_default();
+        info!(conversation_id = %conversation.id, seq, "running a bot turn left behind");
+        let rt = self.clone();
+        self.tasks()
+            .spawn(async move { rt.bot_turn(conversation, text).await });
+        Ok(())
     }
 
     /// Asks the bot (the knowledge base, or an LLM), with the counters kept

@@ -15,7 +15,7 @@
 use crate::config::BotConfig;
 use crate::{Error, Result, Runtime};
 use baton_model::{
-    Conversation, Effect, Input, Message, Notice, SenderKind, Timestamp, TransitionError,
+    Conversation, Effect, Input, Message, Notice, SenderKind, Status, Timestamp, TransitionError,
     bot_may_speak, step,
 };
 use baton_store::{Decision, NewMessage, Outcome, Plan, Side, Skip, StoredEvent, Unit};
@@ -189,6 +189,10 @@ pub(crate) fn transition_plan(
     mut plan: Plan,
 ) -> std::result::Result<Plan, TransitionError> {
     let (next, effects) = step(&conv.state, input, now)?;
+    // A bot turn is moot once the bot no longer holds the conversation.
+    if next.status != Status::Bot && conv.memory.turn.is_some() {
+        plan.side.turn = Some(None);
+    }
     if next != conv.state {
         plan.state = Some(next);
     }
@@ -262,6 +266,11 @@ pub(crate) fn bot_plan(
 ) -> Decision {
     if !bot_may_speak(&conv.state, now) {
         return Decision::Skip(Skip::Dropped);
+    }
+    let mut side = side;
+    // The bot has spoken: the turn due is done.
+    if conv.memory.turn.is_some() {
+        side.turn = Some(None);
     }
     Decision::Apply(finish(Plan {
         messages,

@@ -6,8 +6,8 @@ use crate::unit::{Committed, bot_plan, transition_plan};
 use crate::{Error, Result, Runtime, StartConversation};
 use baton_channel::{Inbound, Ingested};
 use baton_model::{
-    ActionKind, AgentRef, ChannelKind, Conversation, Input, LEFT_MESSAGE_TAG, Reason, SenderKind,
-    Status, bot_may_speak,
+    ActionKind, AgentRef, ChannelKind, Conversation, Input, LEFT_MESSAGE_TAG, PendingTurn, Reason,
+    SenderKind, Status, bot_may_speak,
 };
 use baton_store::{
     ContactUpdate, Decision, NewContact, NewConversation, NewMessage, Outcome, Plan, Side, Unit,
@@ -282,7 +282,24 @@ impl Runtime {
                 }
                 let ctx = rt.plan_context(&conv.bot_id);
                 match transition_plan(conv, Input::VisitorMessage, now, &ctx, plan) {
-                    Ok(plan) => Decision::Apply(plan),
+                    Ok(mut plan) => {
+                        // The bot is due to answer: say so with the message,
+                        // so that a turn cut short is found and run again.
+                        let state = plan.state.as_ref().unwrap_or(&conv.state);
+                        if bot_may_speak(state, now)
+                            && let Some(at) = plan
+                                .messages
+                                .iter()
+                                .rposition(|m| m.sender == SenderKind::Visitor)
+                        {
+                            plan.side.turn = Some(Some(PendingTurn {
+                                seq: conv.last_seq + 1 + at as i64,
+                                node: rt.node_id().to_owned(),
+                                at: now,
+                            }));
+                        }
+                        Decision::Apply(plan)
+                    }
                     Err(e) => Decision::Refuse(e),
                 }
             }),

@@ -33,10 +33,14 @@ pub fn sign(secret: &str, unix_seconds: i64, body: &str) -> String {
 
 /// The delay before attempt `attempts + 1`: doubling from the base, capped.
 pub fn backoff(config: &WebhooksConfig, attempts: i64) -> Duration {
-    let base = config.retry_base.max(Duration::from_millis(10));
-    let exp = u32::try_from(attempts.clamp(0, 30)).unwrap_or(30);
-    base.saturating_mul(2u32.saturating_pow(exp))
-        .min(config.retry_max)
+    doubling(config.retry_base, config.retry_max, attempts)
+}
+
+/// `base` doubled `n` times (`n` from 0), capped at `max`.
+pub(crate) fn doubling(base: Duration, max: Duration, n: i64) -> Duration {
+    let base = base.max(Duration::from_millis(10));
+    let exp = u32::try_from(n.clamp(0, 30)).unwrap_or(30);
+    base.saturating_mul(2u32.saturating_pow(exp)).min(max)
 }
 
 pub(crate) struct Dispatcher {

@@ -87,6 +87,23 @@ impl Store {
         .await
     }
 
+    /// One message of a conversation, by its id.
+    pub async fn message(
+        &self,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> Result<Option<Message>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND id = $2"
+        );
+        let row = query(sql)
+            .bind(conversation_id)
+            .bind(message_id)
+            .fetch_optional(self)
+            .await?;
+        row.as_ref().map(rows::message).transpose()
+    }
+
     pub async fn conversation_by_visitor_token(&self, hash: &str) -> Result<Option<Conversation>> {
         let hash = hash.to_owned();
         self.read(move |c| {

@@ -21,6 +21,7 @@
 mod channels;
 mod conversations;
 mod db;
+mod deliveries;
 mod events;
 mod plugins;
 mod rows;
@@ -34,6 +35,7 @@ pub use channels::SingletonGuard;
 pub use conversations::{
     AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage,
 };
+pub use deliveries::{ChannelDelivery, DeliveryRoutes, SendResult, SendStatus, UndeliveredMessage};
 pub use events::NOTIFY_CHANNEL;
 pub use events::{StoredEvent, new_event_id};
 pub use plugins::PluginJob;
@@ -106,6 +108,9 @@ pub struct Store {
     hooks: Arc<events::HookCache>,
     /// Who hears of each commit, in commit order (see [`Store::announce_to`]).
     announcer: db::AnnouncerSlot,
+    /// Which platform channels a new message is queued for (the runtime's
+    /// rule, see [`Store::route_deliveries`]).
+    routes: Arc<std::sync::OnceLock<DeliveryRoutes>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -160,6 +165,7 @@ impl Store {
             url: url.to_owned(),
             hooks: Arc::new(events::HookCache::default()),
             announcer,
+            routes: Arc::default(),
         })
     }
 

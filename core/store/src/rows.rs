@@ -5,7 +5,7 @@ use crate::db::Row;
 use crate::{Error, Result};
 use baton_model::{
     AgentRef, BotMemory, ChannelKind, ContactRef, Conversation, HandoverRecord, HandoverState,
-    Message, Reason, SenderKind, Status, Timestamp,
+    Message, PendingTurn, Reason, SenderKind, Status, Timestamp,
 };
 use std::str::FromStr;
 
@@ -13,7 +13,7 @@ pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.bot_id, c.channel, c.thre
     u.name AS assignee_name, c.department, c.handover_reason, c.handover_at, c.handover_by, \
     c.bot_paused_until, c.escalated_at, c.claimed_at, c.first_agent_reply_at, c.resolved_at, \
     c.tags, c.unread, c.last_seq, c.version, c.created_at, c.updated_at, \
-    c.topic, c.collecting, c.bot_counters, c.power_up, \
+    c.topic, c.collecting, c.bot_counters, c.power_up, c.turn_seq, c.turn_node, c.turn_at, \
     k.id AS contact_id, k.name AS contact_name, k.email AS contact_email, k.phone AS contact_phone";
 
 pub(crate) const CONVERSATION_FROM: &str = "FROM conversations c \
@@ -95,6 +95,14 @@ pub(crate) fn conversation(row: &Row) -> Result<Conversation> {
             collecting: row.try_get("collecting")?,
             topic: row.try_get("topic")?,
             power_up: row.try_get("power_up")?,
+            turn: match (
+                row.try_get::<Option<i64>, _>("turn_seq")?,
+                row.try_get::<Option<String>, _>("turn_node")?,
+                ts(row, "turn_at")?,
+            ) {
+                (Some(seq), Some(node), Some(at)) => Some(PendingTurn { seq, node, at }),
+                _ => None,
+            },
         },
     })
 }

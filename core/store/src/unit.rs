@@ -19,7 +19,8 @@ use crate::events::{HookCache, insert_event};
 use crate::rows::{self, CONVERSATION_COLUMNS, CONVERSATION_FROM, MESSAGE_COLUMNS};
 use crate::{Backend, NewConversation, NewMessage, Result, Store, StoredEvent, new_id};
 use baton_model::{
-    Conversation, EventKind, HandoverState, Message, SenderKind, Timestamp, TransitionError,
+    Conversation, EventKind, HandoverState, Message, PendingTurn, SenderKind, Timestamp,
+    TransitionError,
 };
 use std::sync::Arc;
 
@@ -80,6 +81,8 @@ pub struct Side {
     pub contact: Option<ContactUpdate>,
     /// The power-up waiting for an answer (JSON).
     pub power_up: Option<Option<String>>,
+    /// The bot turn now due (`Some(Some)`), or none due any more (`Some(None)`).
+    pub turn: Option<Option<PendingTurn>>,
 }
 
 impl Side {
@@ -90,6 +93,7 @@ impl Side {
             && self.tags.is_none()
             && self.contact.is_none()
             && self.power_up.is_none()
+            && self.turn.is_none()
     }
 }
 
@@ -149,9 +153,9 @@ impl Store {
         let ops: Vec<crate::db::Op<Outcome>> = units
             .into_iter()
             .map(|unit| {
-                let hooks = self.hooks.clone();
+                let ctx = self.write_context();
                 let op: crate::db::Op<Outcome> = Box::new(move |c: &mut dyn Conn| {
-                    Box::pin(async move { run_unit(c, &hooks, unit).await })
+                    Box::pin(async move { run_unit(c, &ctx, unit).await })
                 });
                 op
             })
@@ -168,7 +172,7 @@ impl Store {
         first: Option<NewMessage>,
         now: Timestamp,
     ) -> Result<Outcome> {
-        let hooks = self.hooks.clone();
+        let ctx = self.write_context();
         self.write(move |c| {
             Box::pin(async move {
                 let id = crate::conversations::create_conversation(c, &new, now).await?;
@@ -180,11 +184,24 @@ impl Store {
                     events: vec![EventKind::Started],
                     ..Plan::default()
                 };
-                apply(c, &hooks, conv, plan, now).await
+                apply(c, &ctx, conv, plan, now).await
             })
         })
         .await
     }
+
+    fn write_context(&self) -> WriteContext {
+        WriteContext {
+            hooks: self.hooks.clone(),
+            routes: self.delivery_routes().cloned(),
+        }
+    }
+}
+
+/// What a unit's writes need besides the connection.
+struct WriteContext {
+    hooks: Arc<HookCache>,
+    routes: Option<crate::DeliveryRoutes>,
 }
 
 /// Reads a conversation, locked for the rest of the transaction on
@@ -208,7 +225,7 @@ pub(crate) async fn read_locked(c: &mut dyn Conn, id: &str) -> Result<Option<Con
     row.as_ref().map(rows::conversation).transpose()
 }
 
-async fn run_unit(c: &mut dyn Conn, hooks: &Arc<HookCache>, unit: Unit) -> Result<Outcome> {
+async fn run_unit(c: &mut dyn Conn, ctx: &WriteContext, unit: Unit) -> Result<Outcome> {
     let Some(conv) = read_locked(c, &unit.conversation_id).await? else {
         return Ok(Outcome::NotFound);
     };
@@ -222,7 +239,7 @@ async fn run_unit(c: &mut dyn Conn, hooks: &Arc<HookCache>, unit: Unit) -> Resul
         });
     }
     match (unit.plan)(&conv) {
-        Decision::Apply(plan) => apply(c, hooks, conv, plan, unit.now).await,
+        Decision::Apply(plan) => apply(c, ctx, conv, plan, unit.now).await,
         Decision::Skip(why) => Ok(Outcome::Skipped {
             conversation: conv,
             why,
@@ -257,7 +274,7 @@ async fn find_duplicate(
 /// Writes a plan and builds the snapshot it leaves, in memory.
 async fn apply(
     c: &mut dyn Conn,
-    hooks: &Arc<HookCache>,
+    ctx: &WriteContext,
     before: Conversation,
     plan: Plan,
     now: Timestamp,
@@ -318,6 +335,9 @@ async fn apply(
     if let Some(v) = &side.power_up {
         conv.memory.power_up.clone_from(v);
     }
+    if let Some(v) = &side.turn {
+        conv.memory.turn.clone_from(v);
+    }
     if let Some(tags) = &side.tags {
         conv.tags.clone_from(tags);
     }
@@ -351,6 +371,8 @@ async fn apply(
         m.text = m.text.replace("{position}", &position.to_string());
     }
     insert_messages(c, &messages).await?;
+    crate::deliveries::queue(c, ctx.routes.as_ref(), &conv, &messages, now).await?;
+    let hooks = &ctx.hooks;
     let view = baton_model::wire::ConversationView::from(&conv);
     let mut events = Vec::with_capacity(plan.events.len() + messages.len());
     for kind in &plan.events {
@@ -380,8 +402,9 @@ async fn write_conversation(c: &mut dyn Conn, conv: &Conversation) -> Result<()>
              handover_reason = $4, handover_at = $5, handover_by = $6, bot_paused_until = $7, \
              escalated_at = $8, claimed_at = $9, first_agent_reply_at = $10, resolved_at = $11, \
              tags = $12, unread = $13, last_seq = $14, version = $15, updated_at = $16, \
-             topic = $17, collecting = $18, bot_counters = $19, power_up = $20 \
-         WHERE id = $21",
+             topic = $17, collecting = $18, bot_counters = $19, power_up = $20, \
+             turn_seq = $21, turn_node = $22, turn_at = $23 \
+         WHERE id = $24",
     )
     .bind(s.status.as_str())
     .bind(s.assignee.as_ref().map(|a| a.id.as_str()))
@@ -403,6 +426,9 @@ async fn write_conversation(c: &mut dyn Conn, conv: &Conversation) -> Result<()>
     .bind(conv.memory.collecting.as_deref())
     .bind(conv.memory.counters.as_deref())
     .bind(conv.memory.power_up.as_deref())
+    .bind(conv.memory.turn.as_ref().map(|t| t.seq))
+    .bind(conv.memory.turn.as_ref().map(|t| t.node.as_str()))
+    .bind(conv.memory.turn.as_ref().map(|t| t.at.millis()))
     .bind(conv.id.as_str())
     .execute(&mut *c)
     .await?;
@@ -419,15 +445,7 @@ async fn insert_messages(c: &mut dyn Conn, messages: &[Message]) -> Result<()> {
         "INSERT INTO messages (id, conversation_id, seq, sender, author_id, author_name, text, \
          internal, actions, attachments, client_id, channel_message_id, created_at) VALUES ",
     );
-    for i in 0..messages.len() {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        let places: Vec<String> = (1..=WIDTH).map(|k| format!("${}", i * WIDTH + k)).collect();
-        sql.push('(');
-        sql.push_str(&places.join(", "));
-        sql.push(')');
-    }
+    push_rows(&mut sql, messages.len(), WIDTH);
     let mut q = query(sql);
     let json = |v: &dyn erased::Json| v.to_json();
     for m in messages {
@@ -448,6 +466,20 @@ async fn insert_messages(c: &mut dyn Conn, messages: &[Message]) -> Result<()> {
     }
     q.execute(&mut *c).await?;
     Ok(())
+}
+
+/// Appends `rows` tuples of `width` placeholders to a multi-row `VALUES`:
+/// `($1, $2), ($3, $4)`.
+pub(crate) fn push_rows(sql: &mut String, rows: usize, width: usize) {
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let places: Vec<String> = (1..=width).map(|k| format!("${}", i * width + k)).collect();
+        sql.push('(');
+        sql.push_str(&places.join(", "));
+        sql.push(')');
+    }
 }
 
 mod erased {

@@ -1927,11 +1927,38 @@
     cur.last = m;
   }
 
+  // A message the platform has not taken: why, and (once given up) a way to send it again.
+  function deliveryNote(m) {
+    const d = m.delivery;
+    if (!d) return null;
+    const failed = d.status === 'failed';
+    const label = (failed ? 'Not delivered' : 'Not delivered yet, retrying') + ' to ' + channelInfo(d.channel).label + ': ' + (d.error || 'unknown error');
+    const note = h('div', { class: 'msg-undelivered' + (failed ? ' is-failed' : ''), 'data-testid': 'message-undelivered', role: 'status' },
+      icon('alert', 'icon--xs'), h('span', { text: label }));
+    if (failed && S.cur) {
+      const id = S.cur.id;
+      note.appendChild(h('button', {
+        class: 'btn btn-ghost btn-sm', type: 'button', 'data-testid': 'message-retry', text: 'Retry',
+        onclick: async (e) => {
+          e.currentTarget.disabled = true;
+          try {
+            await api('POST', '/api/v1/conversations/' + enc(id) + '/messages/' + enc(m.id) + '/retry');
+            toast('Sending it again.', 'success');
+            await loadConversation(id, true);
+          } catch (err) {
+            toast(err.message || 'Could not send it again.');
+          }
+        },
+      }));
+    }
+    return note;
+  }
+
   function messageNode(m, grouped) {
     const time = h('time', { class: 'msg-time', datetime: m.created_at, title: fullDate(m.created_at), text: clock(m.created_at) });
     if (m.sender === 'system') {
       return h('div', { class: 'msg msg--system', 'data-id': m.id, 'data-seq': m.seq },
-        h('span', { class: 'msg-system-line' }, h('span', { class: 'msg-system-text', text: m.text }), time));
+        h('span', { class: 'msg-system-line' }, h('span', { class: 'msg-system-text', text: m.text }), time), deliveryNote(m));
     }
     const cls = ['msg', 'msg--' + m.sender];
     if (m.internal) cls.push('msg--note');
@@ -1959,6 +1986,8 @@
         class: 'msg-action msg-action--' + (a.kind || 'reply'), title: a.url || (a.kind === 'request_human' ? 'Asks for a human' : 'Quick reply'),
       }, a.kind === 'link' ? icon('webhook', 'icon--xs') : a.kind === 'request_human' ? icon('user', 'icon--xs') : null, a.label || a.id))));
     }
+    const undelivered = deliveryNote(m);
+    if (undelivered) body.appendChild(undelivered);
     if (grouped) body.appendChild(h('div', { class: 'msg-meta msg-meta--hover' }, time));
     node.appendChild(body);
     if (m.sender !== 'visitor') {

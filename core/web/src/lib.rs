@@ -236,6 +236,10 @@ pub fn router(state: AppState) -> Router {
         .route("/conversations/{id}", get(staff::get_conversation))
         .route("/conversations/{id}/claim", post(staff::claim))
         .route("/conversations/{id}/messages", post(staff::post_message))
+        .route(
+            "/conversations/{id}/messages/{message_id}/retry",
+            post(staff::retry_delivery),
+        )
         .route("/conversations/{id}/handback", post(staff::handback))
         .route("/conversations/{id}/resolve", post(staff::resolve))
         .route("/conversations/{id}/unclaim", post(staff::unclaim))

@@ -695,10 +695,49 @@ pub async fn get_conversation(
         .messages(&id, 0, true, 10_000)
         .await?;
     state.runtime().store().mark_read(&id).await?;
+    // Messages a platform has not taken carry why (the inbox marks them).
+    let mut undelivered: std::collections::HashMap<String, Value> =
+        std::collections::HashMap::new();
+    for u in state.runtime().store().undelivered(&id).await? {
+        let status = match u.status {
+            baton_store::SendStatus::Failed => "failed",
+            _ => "retrying",
+        };
+        undelivered.insert(
+            u.message_id.clone(),
+            json!({"status": status, "channel": u.channel, "error": u.error, "attempts": u.attempts}),
+        );
+    }
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let mut view = json!(MessageView::from(m));
+            if let Some(d) = undelivered.remove(&m.id) {
+                view["delivery"] = d;
+            }
+            view
+        })
+        .collect();
     Ok(Json(json!({
         "conversation": ConversationView::from(&conv),
-        "messages": messages.iter().map(MessageView::from).collect::<Vec<_>>(),
+        "messages": messages,
     })))
+}
+
+/// Sends a message the platform did not take again, behind what is queued.
+pub async fn retry_delivery(
+    State(state): State<AppState>,
+    staff: Staff,
+    Path((id, message_id)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    staff.require_responder()?;
+    state.runtime().conversation(&id).await?;
+    if !state.runtime().retry_delivery(&id, &message_id).await? {
+        return Err(ApiError::not_found(&format!(
+            "a failed delivery of message {message_id} in conversation {id}"
+        )));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"queued": true}))))
 }
 
 fn conversation_json(conv: &baton_model::Conversation) -> Json<Value> {

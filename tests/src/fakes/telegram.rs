@@ -26,6 +26,8 @@ struct State_ {
     pending: Vec<Value>,
     calls: Vec<(String, Value)>,
     throttle_next_send: u32,
+    /// Every `sendMessage` answers this status while it is set.
+    failing: Option<u16>,
 }
 
 /// The fake server. Cheap to clone.
@@ -120,6 +122,18 @@ impl FakeTelegram {
                 "data": data,
             }
         }))
+    }
+
+    /// Every `sendMessage` answers 500 (Telegram is down) until turned off;
+    /// the calls are recorded as `sendmessage:500`.
+    pub fn fail_sends(&self, on: bool) {
+        self.lock().failing = on.then_some(500);
+    }
+
+    /// Every `sendMessage` answers 400 "chat not found" until turned off;
+    /// the calls are recorded as `sendmessage:400`.
+    pub fn refuse_sends(&self, on: bool) {
+        self.lock().failing = on.then_some(400);
     }
 
     /// The next `sendMessage` calls get 429 with `retry_after: 1`.
@@ -264,6 +278,20 @@ async fn call(
         }
         "sendmessage" => {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(code) = s.failing {
+                if let Some(last) = s.calls.last_mut() {
+                    last.0 = format!("sendmessage:{code}");
+                }
+                let description = if code == 400 {
+                    "Bad Request: chat not found"
+                } else {
+                    "Internal Server Error"
+                };
+                return (
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    Json(json!({"ok": false, "error_code": code, "description": description})),
+                );
+            }
             if s.throttle_next_send > 0 {
                 s.throttle_next_send -= 1;
                 if let Some(last) = s.calls.last_mut() {

@@ -7,7 +7,9 @@ use anyhow::{Context, Result, ensure};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use baton_tests::{Backend, Process, Server, TestDb, VisitorClient, baton_binary, next_matching};
+use baton_tests::{
+    Backend, Process, Server, TestDb, VisitorClient, baton_binary, next_matching, on_every_backend,
+};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,8 @@ enum Mode {
     CallPowerUp,
     Fail,
     Slow,
+    /// Thinks for two minutes (longer than any test waits).
+    Stall,
 }
 
 #[derive(Clone)]
@@ -69,6 +73,10 @@ async fn completions(State(fake): State<Fake>, headers: HeaderMap, body: String)
             axum::Json(json!({"error": {"message": "model crashed", "type": "server_error"}})),
         )
             .into_response(),
+        Mode::Stall => {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            (StatusCode::OK, "too late").into_response()
+        }
         Mode::Slow => {
             tokio::time::sleep(Duration::from_secs(5)).await;
             (StatusCode::OK, "too late").into_response()
@@ -352,4 +360,71 @@ async fn power_up_plugins_are_tools_the_model_can_call() -> Result<()> {
         "{tool}"
     );
     process.stop().await
+}
+
+/// The model is thinking when the server is killed: after the restart the
+/// turn that was due is found and run again, and the visitor gets one
+/// answer.
+async fn turn_cut_short(backend: Backend) -> Result<()> {
+    let (base, fake) = fake_openai(Mode::Stall).await?;
+    let db = TestDb::new(backend).await?;
+    let binary = baton_binary()?;
+    let cfg = config(&base, "stream = false\ntimeout = \"60s\"");
+    let node = Process::start(&binary, &db, &cfg, "thinking").await?;
+    let visitor = VisitorClient::start(&node.base()).await?;
+    let said = visitor.say("Are your tents waterproof?").await?;
+    let seq = said["message"]["seq"].as_i64().unwrap_or(0);
+    for _ in 0..200 {
+        if !fake.seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    ensure!(
+        !fake.seen.lock().unwrap().is_empty(),
+        "the model was never asked"
+    );
+    node.kill().await?;
+
+    *fake.mode.lock().unwrap() = Mode::Answer;
+    let node = Process::start(&binary, &db, &cfg, "answering").await?;
+    let visitor = VisitorClient::resume(&node.base(), &visitor.token, &visitor.conversation_id);
+    // Another node's turn is taken over once that node is known dead
+    // (10 s without a heartbeat on PostgreSQL; at once on SQLite).
+    let mut answer = Value::Null;
+    for _ in 0..120 {
+        let messages = visitor.messages().await?;
+        if let Some(m) = messages
+            .iter()
+            .find(|m| m["sender"] == "bot" && m["seq"].as_i64().unwrap_or(0) > seq)
+        {
+            answer = m.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    ensure!(
+        answer["text"] == ANSWER.concat(),
+        "no answer after the restart: {answer}"
+    );
+    // A later question and its answer prove no second answer is on its way.
+    let marker = visitor.say("Do you ship to Canada?").await?;
+    let marker_seq = marker["message"]["seq"].as_i64().unwrap_or(0);
+    visitor.wait_bot_after(marker_seq).await?;
+    let answers = visitor
+        .messages()
+        .await?
+        .iter()
+        .filter(|m| {
+            let s = m["seq"].as_i64().unwrap_or(0);
+            m["sender"] == "bot" && s > seq && s < marker_seq
+        })
+        .count();
+    ensure!(answers == 1, "{answers} answers to one question");
+    node.stop().await
+}
+
+#[tokio::test]
+async fn a_turn_cut_short_by_a_crash_is_answered_once_after_the_restart() -> Result<()> {
+    on_every_backend(turn_cut_short).await
 }

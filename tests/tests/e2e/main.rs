@@ -7,6 +7,7 @@
 mod bad_input;
 mod browser;
 mod discord;
+mod durable;
 mod email;
 mod flow;
 mod handover;
