@@ -45,7 +45,7 @@ pub struct Reading {
 
 /// The knowledge-base bot.
 pub struct BuiltinBot {
-    kb: KnowledgeBase,
+    kb: std::sync::Arc<KnowledgeBase>,
     /// The phrases, normalized once (see [`normalized`]).
     human: Vec<String>,
     unhelpful: Vec<String>,
@@ -71,6 +71,16 @@ impl BuiltinBot {
     /// A bot over `kb`, which knows the default "talk to a human" and "that
     /// didn't help" phrases plus `extra_human_phrases`.
     pub fn new(kb: KnowledgeBase, extra_human_phrases: &[String]) -> Self {
+        Self::over(std::sync::Arc::new(kb), extra_human_phrases)
+    }
+
+    /// The same knowledge base with other extra "talk to a human" phrases
+    /// (an admin changed them): the index is shared, not rebuilt.
+    pub fn with_phrases(&self, extra_human_phrases: &[String]) -> Self {
+        Self::over(self.kb.clone(), extra_human_phrases)
+    }
+
+    fn over(kb: std::sync::Arc<KnowledgeBase>, extra_human_phrases: &[String]) -> Self {
         let mut phrases: Phrases = default_phrases();
         phrases.human.extend(extra_human_phrases.iter().cloned());
         let prepare = |list: &[String]| -> Vec<String> {

@@ -98,7 +98,9 @@ pub struct KnowledgeBot {
     bots: RwLock<HashMap<String, Arc<BuiltinBot>>>,
     /// Each bot's knowledge base as loaded from its files.
     files: HashMap<String, Arc<KnowledgeBase>>,
-    phrases: HashMap<String, Vec<String>>,
+    /// The extra "talk to a human" phrases each bot answers with now: the
+    /// live `[bot.handover] phrases`, followed on the first turn after a change.
+    phrases: RwLock<HashMap<String, Vec<String>>>,
     /// One API edit at a time: read, check, save and install together.
     edit_lock: tokio::sync::Mutex<()>,
 }
@@ -124,7 +126,7 @@ impl KnowledgeBot {
         Ok(Self {
             bots: RwLock::new(bots),
             files,
-            phrases,
+            phrases: RwLock::new(phrases),
             edit_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -132,6 +134,31 @@ impl KnowledgeBot {
     fn bot(&self, bot_id: &str) -> Option<Arc<BuiltinBot>> {
         let bots = self.bots.read().unwrap_or_else(|e| e.into_inner());
         bots.get(bot_id).or_else(|| bots.get(DEFAULT_BOT)).cloned()
+    }
+
+    /// The bot, answering with `phrases` (the live settings'): when an admin
+    /// changed them, the bot is rebuilt over the same knowledge base first.
+    fn bot_with(&self, bot_id: &str, phrases: &[String]) -> Option<Arc<BuiltinBot>> {
+        let key = if self.files.contains_key(bot_id) {
+            bot_id
+        } else {
+            DEFAULT_BOT
+        };
+        let current = {
+            let known = self.phrases.read().unwrap_or_else(|e| e.into_inner());
+            known.get(key).is_some_and(|p| p.as_slice() == phrases)
+        };
+        if current {
+            return self.bot(key);
+        }
+        let mut bots = self.bots.write().unwrap_or_else(|e| e.into_inner());
+        let rebuilt = Arc::new(bots.get(key)?.with_phrases(phrases));
+        bots.insert(key.to_owned(), rebuilt.clone());
+        self.phrases
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), phrases.to_vec());
+        Some(rebuilt)
     }
 
     /// A bot's entries as it answers now, and the ids its files hold.
@@ -163,7 +190,13 @@ impl KnowledgeBot {
 
     /// Makes `kb` (from [`Self::check_edits`]) what the bot answers from.
     pub fn install(&self, bot_id: &str, kb: KnowledgeBase) {
-        let phrases = self.phrases.get(bot_id).cloned().unwrap_or_default();
+        let phrases = self
+            .phrases
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(bot_id)
+            .cloned()
+            .unwrap_or_default();
         let mut bots = self.bots.write().unwrap_or_else(|e| e.into_inner());
         bots.insert(bot_id.to_owned(), Arc::new(BuiltinBot::new(kb, &phrases)));
     }
@@ -209,7 +242,7 @@ pub fn trigger_config(h: &HandoverConfig) -> TriggerConfig {
 #[async_trait]
 impl Bot for KnowledgeBot {
     async fn reply(&self, turn: BotTurn<'_>) -> BotReply {
-        let Some(bot) = self.bot(turn.bot_id) else {
+        let Some(bot) = self.bot_with(turn.bot_id, &turn.settings.handover.phrases) else {
             return BotReply::default();
         };
         let cfg = trigger_config(&turn.settings.handover);

@@ -59,6 +59,8 @@ struct Inner {
     channels: crate::delivery::Channels,
     /// This process's id among the nodes (see [`NODE_TIMEOUT`]).
     node_id: String,
+    /// Bumped by each bot-settings save, so a reread that raced it is dropped.
+    settings_generation: std::sync::atomic::AtomicU64,
     webhook_wake: Arc<Notify>,
     /// One automatic-assignment run at a time on this node.
     assign_lock: tokio::sync::Mutex<()>,
@@ -121,6 +123,7 @@ impl Runtime {
                 bot,
                 channels,
                 node_id: format!("node-{}", baton_store::new_id()),
+                settings_generation: Default::default(),
                 webhook_wake: Arc::new(Notify::new()),
                 assign_lock: tokio::sync::Mutex::new(()),
                 http: reqwest::Client::builder()
@@ -183,6 +186,19 @@ impl Runtime {
 
     pub(crate) fn deliveries(&self) -> &crate::delivery::Deliveries {
         &self.inner.deliveries
+    }
+
+    /// Bumped by every bot-settings save on this node (see `settings.rs`).
+    pub(crate) fn settings_generation(&self) -> u64 {
+        self.inner
+            .settings_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn settings_changed(&self) {
+        self.inner
+            .settings_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// This process's id among the nodes sharing the database.
@@ -338,6 +354,7 @@ impl Runtime {
         let rt = self.clone();
         tasks.spawn(async move { rt.beat().await });
         tasks.spawn(self.clone().recover_turns());
+        tasks.spawn(self.clone().follow_bot_settings());
         if let Some(from) = events_from {
             tasks.spawn(self.clone().listen_postgres(from));
         }

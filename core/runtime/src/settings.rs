@@ -35,20 +35,56 @@ pub fn patched(base: &BotConfig, patch: &Value) -> Result<BotConfig> {
     })
 }
 
+/// How often a node rereads the bot settings saved by any node.
+const SETTINGS_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Runtime {
     /// Applies the saved admin changes on top of `baton.toml`, and the
     /// knowledge-base edits on top of the knowledge folders. A saved patch
     /// that no longer fits (a setting was renamed) is reported and skipped.
     pub async fn load_bot_settings(&self) -> Result<()> {
-        for (bot_id, json) in self.store().bot_settings().await? {
+        self.apply_saved_settings(true).await?;
+        self.load_knowledge_edits().await
+    }
+
+    /// Follows the bot settings saved on any node: every few seconds, so a
+    /// change made on another node is live here within that time (on the
+    /// node that saved it, it is live at once).
+    pub(crate) async fn follow_bot_settings(self) {
+        loop {
+            tokio::time::sleep(SETTINGS_PERIOD).await;
+            if let Err(e) = self.apply_saved_settings(false).await {
+                warn!(error = %e, "cannot read the saved bot settings");
+            }
+        }
+    }
+
+    /// Puts the saved patches over `baton.toml`; `report` logs the ones that
+    /// no longer apply (at start; the periodic reread stays quiet).
+    async fn apply_saved_settings(&self, report: bool) -> Result<()> {
+        let warn_once = |bot_id: &str, what: &str| {
+            if report {
+                warn!(%bot_id, "{what}; ignored");
+            }
+        };
+        // A save on this node while the rows were read wins over what was read.
+        let generation = self.settings_generation();
+        let saved = self.store().bot_settings().await?;
+        if self.settings_generation() != generation {
+            return Ok(());
+        }
+        for (bot_id, json) in saved {
             let Some(base) = self.file_bot_config(&bot_id) else {
-                warn!(%bot_id, "saved settings for a bot that baton.toml no longer has; ignored");
+                warn_once(
+                    &bot_id,
+                    "saved settings for a bot that baton.toml no longer has",
+                );
                 continue;
             };
             let patch: Value = match serde_json::from_str(&json) {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!(%bot_id, error = %e, "saved bot settings are not JSON; ignored");
+                    warn_once(&bot_id, &format!("saved bot settings are not JSON ({e})"));
                     continue;
                 }
             };
@@ -57,10 +93,13 @@ impl Runtime {
                 Ok(bot)
             }) {
                 Ok(bot) => self.set_bot_config(&bot_id, bot),
-                Err(e) => warn!(%bot_id, error = %e, "saved bot settings no longer apply; ignored"),
+                Err(e) => warn_once(
+                    &bot_id,
+                    &format!("saved bot settings no longer apply ({e})"),
+                ),
             }
         }
-        self.load_knowledge_edits().await
+        Ok(())
     }
 
     /// Changes a bot's settings: `patch` is a partial settings object, merged
@@ -83,9 +122,12 @@ impl Runtime {
         self.config().check_bot(&bot).map_err(Error::Invalid)?;
         self.check_action_staff(&bot).await?;
         self.check_action_urls(&base, &bot).await?;
+        // Before and after the save: a reread that saw the old rows drops them.
+        self.settings_changed();
         self.store()
             .save_bot_settings(bot_id, &saved.to_string(), self.now())
             .await?;
+        self.settings_changed();
         self.set_bot_config(bot_id, bot.clone());
         Ok(bot)
     }

@@ -187,3 +187,68 @@ async fn the_postgres_catch_up_receives_an_event_that_committed_out_of_order() -
     );
     Ok(())
 }
+
+/// Phrases saved through the Bots page hand over on the next message: at
+/// once on the node that saved them, and within seconds on another.
+async fn saved_phrases_hand_over(backend: Backend) -> Result<()> {
+    let binary = baton_binary()?;
+    let db = TestDb::new(backend).await?;
+    let a = Process::start(&binary, &db, "", "phrases-a").await?;
+    // SQLite is one node: the second "node" is the same one.
+    let b = match backend {
+        Backend::Postgres => Some(Process::start(&binary, &db, "", "phrases-b").await?),
+        Backend::Sqlite => None,
+    };
+    baton_tests::add_user(
+        &baton_store::Store::connect(&db.url).await?,
+        "root@example.com",
+        "Root",
+        "admin",
+        "root-password",
+    )
+    .await?;
+    let admin =
+        baton_tests::StaffClient::login(&a.base(), "root@example.com", "root-password").await?;
+    let phrase = "fetch me the captain";
+    // Before: the phrase is just words to the bot.
+    let before = VisitorClient::start(&a.base()).await?;
+    let state = before.turn(phrase).await?;
+    ensure!(state["status"] == "bot", "{state}");
+
+    let (code, body) = admin
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/bots/default",
+            json!({"handover": {"phrases": [phrase]}}),
+        )
+        .await?;
+    ensure!(code == 200, "{code} {body}");
+    // The node that saved them: the next message hands over.
+    let visitor = VisitorClient::start(&a.base()).await?;
+    let state = visitor.turn(&format!("Please, {phrase}!")).await?;
+    ensure!(state["status"] == "waiting", "on the saving node: {state}");
+    // Another node: within a few seconds.
+    if let Some(b) = &b {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..20 {
+            let visitor = VisitorClient::start(&b.base()).await?;
+            last = visitor.turn(&format!("Please, {phrase}!")).await?;
+            if last["status"] == "waiting" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        ensure!(last["status"] == "waiting", "on the other node: {last}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phrases_saved_on_the_bots_page_hand_over_on_every_node() -> Result<()> {
+    for backend in backends() {
+        saved_phrases_hand_over(backend)
+            .await
+            .map_err(|e| e.context(format!("on {backend:?}")))?;
+    }
+    Ok(())
+}
