@@ -317,17 +317,6 @@ impl Store {
         Ok(row.try_get::<Option<i64>, _>("due")?.map(Timestamp))
     }
 
-    /// The rows of one message, oldest first.
-    pub async fn message_deliveries(&self, message_id: &str) -> Result<Vec<ChannelDelivery>> {
-        let rows = query(format!(
-            "SELECT {COLUMNS} FROM channel_deliveries WHERE message_id = $1 ORDER BY id"
-        ))
-        .bind(message_id)
-        .fetch_all(self)
-        .await?;
-        rows.iter().map(delivery).collect()
-    }
-
     /// The messages of a conversation that are not delivered yet after a
     /// failed attempt, or not at all: what the inbox marks.
     pub async fn undelivered(&self, conversation_id: &str) -> Result<Vec<UndeliveredMessage>> {
@@ -472,15 +461,6 @@ impl Store {
                 ))
             })
             .collect()
-    }
-
-    /// The nodes that beat their heartbeat since `alive`.
-    pub async fn live_nodes(&self, alive: Timestamp) -> Result<Vec<String>> {
-        let rows = query("SELECT id FROM nodes WHERE heartbeat_at >= $1 ORDER BY id")
-            .bind(alive.millis())
-            .fetch_all(self)
-            .await?;
-        rows.iter().map(|r| r.try_get("id")).collect()
     }
 }
 
