@@ -4,6 +4,7 @@
 //! and skipped: it never breaks the conversation or the actions after it.
 
 use crate::config::{ActionConfig, AssignMode};
+use crate::routing::Assigned;
 use crate::{Error, Result, Runtime};
 use baton_model::routing::Assignment;
 use baton_model::wire::ConversationView;
@@ -97,8 +98,10 @@ impl Runtime {
                         "{email} is a viewer and cannot take conversations"
                     )));
                 }
-                self.assign_to(conversation_id, &user).await?;
-                Ok(format!("assigned to {}", user.name))
+                Ok(match self.assign_to(conversation_id, &user).await? {
+                    Assigned::NoSeat => format!("{} has no room; left in the queue", user.name),
+                    _ => format!("assigned to {}", user.name),
+                })
             }
             ActionConfig::Assign {
                 to: None,
@@ -115,10 +118,12 @@ impl Runtime {
                     .pick_user(mode, department.as_deref(), topic.as_deref())
                     .await?
                 {
-                    Some(user) => {
-                        self.assign_to(conversation_id, &user).await?;
-                        Ok(format!("assigned to {}", user.name))
-                    }
+                    Some(user) => Ok(match self.assign_to(conversation_id, &user).await? {
+                        Assigned::NoSeat => {
+                            format!("{} has no room any more; left in the queue", user.name)
+                        }
+                        _ => format!("assigned to {}", user.name),
+                    }),
                     None => Ok("nobody online has room; left in the queue".to_owned()),
                 }
             }

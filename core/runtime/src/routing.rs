@@ -2,10 +2,11 @@
 //! expertise, and the department's business hours, then lets the sans-IO
 //! [`baton_model::routing`] functions decide availability and assignment.
 
+use crate::unit::Committed;
 use crate::{Error, Result, Runtime};
 use baton_model::routing::{Assignment, Availability, Candidate, availability, pick};
 use baton_model::{AgentRef, Presence, Status};
-use baton_store::User;
+use baton_store::{Skip, User};
 use tracing::{info, warn};
 
 impl Runtime {
@@ -106,11 +107,17 @@ impl Runtime {
     async fn assign_queue(&self, department: Option<&str>, mode: Assignment) -> Result<()> {
         for (conversation_id, _) in self.store().queue(department).await? {
             let topic = self.store().topic(&conversation_id).await?;
-            let Some(user) = self.pick_user(mode, department, topic.as_deref()).await? else {
-                // Nobody has room: the rest of the queue waits too.
-                return Ok(());
-            };
-            self.assign_to(&conversation_id, &user).await?;
+            // The pick reads loads outside the unit; another node may fill
+            // the seat first, and then the pick is made again.
+            for _ in 0..PICKS {
+                let Some(user) = self.pick_user(mode, department, topic.as_deref()).await? else {
+                    // Nobody has room: the rest of the queue waits too.
+                    return Ok(());
+                };
+                if self.assign_to(&conversation_id, &user).await? != Assigned::NoSeat {
+                    break;
+                }
+            }
         }
         Ok(())
     }
@@ -133,30 +140,33 @@ impl Runtime {
         }))
     }
 
-    /// Gives a conversation to one person: a claim on their behalf from the
-    /// queue, a transfer when someone else holds it. Notifies them if they
-    /// asked to be told.
-    pub(crate) async fn assign_to(&self, conversation_id: &str, user: &User) -> Result<bool> {
+    /// Gives a conversation to one person, within their capacity: a claim on
+    /// their behalf from the queue, a transfer when someone else holds it.
+    /// Notifies them if they asked to be told.
+    pub(crate) async fn assign_to(&self, conversation_id: &str, user: &User) -> Result<Assigned> {
         let agent = AgentRef {
             id: user.id.clone(),
             name: user.name.clone(),
         };
         let conv = self.conversation(conversation_id).await?;
-        let result = match conv.state.status {
-            Status::Active if conv.state.assignee.as_ref() == Some(&agent) => return Ok(false),
+        let mut unit = match conv.state.status {
+            Status::Active if conv.state.assignee.as_ref() == Some(&agent) => {
+                return Ok(Assigned::Not);
+            }
             Status::Active => {
                 let agent = agent.clone();
-                self.apply(conversation_id, move |_| baton_model::Input::Transfer {
+                self.transition_unit(conversation_id, move |_, _| baton_model::Input::Transfer {
                     to: baton_model::TransferTarget::Agent(agent),
                 })
-                .await
             }
-            _ => self.claim(conversation_id, &agent).await,
+            _ => self.claim_unit(conversation_id, &agent),
         };
-        match result {
+        unit.seat = Some(user.id.clone());
+        match self.commit(unit).await {
+            Ok(Committed::Skipped(_, Skip::NoSeat)) => return Ok(Assigned::NoSeat),
             Ok(_) => {}
             // Someone claimed it meanwhile: theirs, then.
-            Err(Error::Transition(_)) => return Ok(false),
+            Err(Error::Transition(_)) => return Ok(Assigned::Not),
             Err(e) => return Err(e),
         }
         let now = self.now();
@@ -180,6 +190,20 @@ impl Runtime {
                 )
                 .await?;
         }
-        Ok(true)
+        Ok(Assigned::Yes)
     }
+}
+
+/// How often a queued conversation is picked for again when the chosen
+/// person's seat was taken between the pick and the unit.
+const PICKS: usize = 3;
+
+/// What became of an assignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Assigned {
+    Yes,
+    /// It was theirs already, or someone claimed it meanwhile.
+    Not,
+    /// They had no room left when the unit ran.
+    NoSeat,
 }

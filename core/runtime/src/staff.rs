@@ -73,6 +73,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now,
             plan: Box::new(move |conv| {
                 let mut side = side;
@@ -207,6 +208,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: client_id.map(|c| (Some(c), None)),
+            seat: None,
             now,
             plan: Box::new(move |conv| {
                 let ctx = rt.plan_context(&conv.bot_id);
@@ -272,6 +274,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now: self.now(),
             plan: Box::new(move |conv| {
                 if conv.tags == clean {
@@ -298,6 +301,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now: self.now(),
             plan: Box::new(move |conv| {
                 if conv.state.bot_paused_until.is_some_and(|t| t >= until) {
@@ -321,6 +325,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conv.id.clone(),
             dedupe: None,
+            seat: None,
             now,
             plan: Box::new(move |c| bot_plan(c, now, vec![message], Side::default())),
         };
@@ -346,6 +351,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now: self.now(),
             plan: Box::new(move |_| {
                 Decision::Apply(crate::unit::finish(Plan {

@@ -120,6 +120,7 @@ impl Runtime {
                 let unit = Unit {
                     conversation_id: conv.id.clone(),
                     dedupe: None,
+                    seat: None,
                     now,
                     plan: Box::new(move |c| bot_plan(c, now, messages, side)),
                 };
@@ -134,6 +135,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now,
             plan: Box::new(move |c| {
                 if c.memory.turn.is_none() || bot_may_speak(&c.state, now) {
@@ -188,6 +190,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now,
             plan: Box::new(move |c| {
                 if c.memory.turn.as_ref() != Some(&left) {

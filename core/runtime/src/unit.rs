@@ -112,6 +112,7 @@ impl Runtime {
         Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now,
             plan: Box::new(move |c| bot_plan(c, now, vec![message], Side::default())),
         }
@@ -160,6 +161,7 @@ impl Runtime {
         Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now,
             plan: Box::new(move |conv| {
                 let ctx = rt.plan_context(&conv.bot_id);

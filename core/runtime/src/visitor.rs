@@ -162,6 +162,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conv.id.clone(),
             dedupe: None,
+            seat: None,
             now,
             plan: Box::new(move |c| bot_plan(c, now, messages, side)),
         };
@@ -193,6 +194,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe: None,
+            seat: None,
             now: self.now(),
             plan: Box::new(move |conv| {
                 let mut tags = conv.tags.clone();
@@ -271,6 +273,7 @@ impl Runtime {
         let unit = Unit {
             conversation_id: conversation_id.to_owned(),
             dedupe,
+            seat: None,
             now,
             plan: Box::new(move |conv| {
                 let plan = Plan {

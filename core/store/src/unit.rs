@@ -30,6 +30,11 @@ pub struct Unit {
     /// The client's or the platform's id for the message this unit stores:
     /// a message already stored under either is not stored again.
     pub dedupe: Option<(Option<String>, Option<String>)>,
+    /// The staff member this unit gives the conversation to, when it is an
+    /// automatic assignment: the unit writes only if they still have room
+    /// (their capacity and load read under their row's lock, so two nodes
+    /// assigning at once never put them over it).
+    pub seat: Option<String>,
     pub now: Timestamp,
     pub plan: Box<dyn FnOnce(&Conversation) -> Decision + Send>,
 }
@@ -53,6 +58,9 @@ pub enum Skip {
     /// The plan's guard no longer holds (a human took over while the bot
     /// was thinking): its messages are dropped.
     Dropped,
+    /// The unit's seat is taken: the staff member it assigns to is at
+    /// capacity now (another node gave them a conversation meanwhile).
+    NoSeat,
 }
 
 /// What to write.
@@ -238,6 +246,14 @@ async fn run_unit(c: &mut dyn Conn, ctx: &WriteContext, unit: Unit) -> Result<Ou
             message,
         });
     }
+    if let Some(user_id) = &unit.seat
+        && !has_room(c, user_id, &conv.id).await?
+    {
+        return Ok(Outcome::Skipped {
+            conversation: conv,
+            why: Skip::NoSeat,
+        });
+    }
     match (unit.plan)(&conv) {
         Decision::Apply(plan) => apply(c, ctx, conv, plan, unit.now).await,
         Decision::Skip(why) => Ok(Outcome::Skipped {
@@ -247,6 +263,40 @@ async fn run_unit(c: &mut dyn Conn, ctx: &WriteContext, unit: Unit) -> Result<Ou
         Decision::Refuse(e) => Ok(Outcome::Refused(e)),
         Decision::Invalid(m) => Ok(Outcome::Invalid(m)),
     }
+}
+
+/// Whether `user_id` may take one more conversation besides `conversation_id`:
+/// their capacity (0: no limit) against the active conversations they hold.
+/// On PostgreSQL the user's row is locked first, so every unit that seats
+/// them waits for the one before and counts what it wrote; the lock comes
+/// after the conversation's, in every unit, so the order cannot cross.
+async fn has_room(c: &mut dyn Conn, user_id: &str, conversation_id: &str) -> Result<bool> {
+    let lock = if c.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row = query(format!("SELECT capacity FROM users WHERE id = $1{lock}"))
+        .bind(user_id)
+        .fetch_optional(&mut *c)
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let capacity: i64 = row.try_get("capacity")?;
+    if capacity <= 0 {
+        return Ok(true);
+    }
+    let held: i64 = query(
+        "SELECT COUNT(*) AS n FROM conversations \
+         WHERE assignee_id = $1 AND status = 'active' AND id <> $2",
+    )
+    .bind(user_id)
+    .bind(conversation_id)
+    .fetch_one(&mut *c)
+    .await?
+    .try_get("n")?;
+    Ok(held < capacity)
 }
 
 async fn find_duplicate(

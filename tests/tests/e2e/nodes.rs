@@ -8,16 +8,23 @@ use baton_tests::{
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_visitor_on_node_a_and_an_agent_on_node_b_see_each_other_live() -> Result<()> {
+/// The binary and a fresh PostgreSQL database for several nodes, or `None`
+/// (and a note) where no PostgreSQL is configured.
+async fn shared_postgres() -> Result<Option<(std::path::PathBuf, TestDb)>> {
     if !backends().contains(&Backend::Postgres) {
         eprintln!(
             "skipped: BATON_TEST_POSTGRES_URL is not set (two nodes need a shared PostgreSQL)"
         );
-        return Ok(());
+        return Ok(None);
     }
-    let binary = baton_binary()?;
-    let db = TestDb::new(Backend::Postgres).await?;
+    Ok(Some((baton_binary()?, TestDb::new(Backend::Postgres).await?)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visitor_on_node_a_and_an_agent_on_node_b_see_each_other_live() -> Result<()> {
+    let Some((binary, db)) = shared_postgres().await? else {
+        return Ok(());
+    };
     let a = Process::start(&binary, &db, "", "node-a").await?;
     let b = Process::start(&binary, &db, "", "node-b").await?;
     baton_tests::add_user(
@@ -249,6 +256,166 @@ async fn phrases_saved_on_the_bots_page_hand_over_on_every_node() -> Result<()> 
         saved_phrases_hand_over(backend)
             .await
             .map_err(|e| e.context(format!("on {backend:?}")))?;
+    }
+    Ok(())
+}
+
+/// Two nodes assigning at once never put an agent over capacity: each
+/// assignment counts the agent's load under the agent's row lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_assigning_at_once_keep_every_agent_within_capacity() -> Result<()> {
+    use sqlx::{Connection, Row};
+    let Some((binary, db)) = shared_postgres().await? else {
+        return Ok(());
+    };
+    let config = "[routing]\nassignment = \"least_busy\"\n";
+    let nodes = [
+        Process::start(&binary, &db, config, "seats-a").await?,
+        Process::start(&binary, &db, config, "seats-b").await?,
+    ];
+    let store = baton_store::Store::connect(&db.url).await?;
+    let agents = ["ana", "ben", "cy"];
+    for name in agents {
+        let email = format!("{name}@example.com");
+        baton_tests::add_user(&store, &email, name, "responder", "agent-password").await?;
+        let user = store
+            .user_by_email(&email)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{email} was not stored"))?;
+        let update = baton_store::RoutingUpdate {
+            capacity: Some(1),
+            ..Default::default()
+        };
+        store.update_routing(&user.id, &update).await?;
+        store
+            .set_presence(&user.id, baton_model::Presence::Online)
+            .await?;
+        store
+            .touch_user(&user.id, baton_runtime::Clock::system().now())
+            .await?;
+    }
+
+    // Watches the load from outside while the nodes work.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let url = db.url.clone();
+        let watching = watching.clone();
+        tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            let mut most = 0_i64;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let rows = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM conversations \
+                     WHERE status = 'active' AND assignee_id IS NOT NULL GROUP BY assignee_id",
+                )
+                .fetch_all(&mut conn)
+                .await?;
+                for r in rows {
+                    most = most.max(r.try_get::<i64, _>("n")?);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            anyhow::Ok(most)
+        })
+    };
+
+    // A burst of 50 hand-overs, half on each node.
+    let mut burst = Vec::new();
+    for i in 0..50 {
+        let base = nodes[i % 2].base();
+        burst.push(tokio::spawn(async move {
+            let visitor = VisitorClient::start(&base).await?;
+            visitor.turn("I want to talk to a human").await?;
+            anyhow::Ok(visitor.conversation_id)
+        }));
+    }
+    for b in burst {
+        b.await??;
+    }
+
+    // Seats freed on both nodes at once are filled from the queue by both.
+    let mut staff = Vec::new();
+    for (i, name) in agents.iter().enumerate() {
+        let base = nodes[i % 2].base();
+        let client = baton_tests::StaffClient::login(
+            &base,
+            &format!("{name}@example.com"),
+            "agent-password",
+        )
+        .await?;
+        let id = store
+            .user_by_email(&format!("{name}@example.com"))
+            .await?
+            .map(|u| u.id)
+            .unwrap_or_default();
+        staff.push((client, id));
+    }
+    let held = |conn_url: String, user_id: String| async move {
+        let mut conn = sqlx::PgConnection::connect(&conn_url).await?;
+        let row = sqlx::query(
+            "SELECT id FROM conversations WHERE status = 'active' AND assignee_id = $1 LIMIT 1",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut conn)
+        .await?;
+        anyhow::Ok(row.map(|r| r.get::<String, _>("id")))
+    };
+    for _round in 0..8 {
+        let mut frees = Vec::new();
+        for (client, user_id) in &staff {
+            // Wait for the seat to be filled again before freeing it.
+            let mut conversation = None;
+            for _ in 0..200 {
+                conversation = held(db.url.clone(), user_id.clone()).await?;
+                if conversation.is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            let conversation =
+                conversation.ok_or_else(|| anyhow::anyhow!("a freed seat was never filled"))?;
+            let path = format!("/api/v1/conversations/{conversation}/resolve");
+            frees.push(async move { client.post(&path, json!({})).await });
+        }
+        for (code, body) in futures_util::future::join_all(frees)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            ensure!(code == 200, "resolve: {code} {body}");
+        }
+    }
+    // Every seat is filled once more, and the rest wait.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+    let mut active = 0_i64;
+    for _ in 0..200 {
+        active = sqlx::query("SELECT COUNT(*) AS n FROM conversations WHERE status = 'active'")
+            .fetch_one(&mut conn)
+            .await?
+            .try_get("n")?;
+        if active == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.await??;
+    ensure!(
+        most <= 1,
+        "an agent held {most} conversations at capacity 1"
+    );
+    ensure!(
+        active == 3,
+        "{active} conversations active with three seats"
+    );
+    let waiting: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM conversations WHERE status = 'waiting'")
+            .fetch_one(&mut conn)
+            .await?
+            .try_get("n")?;
+    ensure!(waiting == 50 - 3 - 8 * 3, "{waiting} waiting");
+    for node in nodes {
+        node.stop().await?;
     }
     Ok(())
 }

@@ -196,6 +196,7 @@ async fn suite(backend: Backend) -> Result<()> {
             .unit(Unit {
                 conversation_id: c1.id.clone(),
                 dedupe: dedupe.clone(),
+                seat: None,
                 now: t,
                 plan: messages(vec![msg.clone(), NewMessage::text(SenderKind::Bot, "hi!")]),
             })
@@ -213,6 +214,7 @@ async fn suite(backend: Backend) -> Result<()> {
         .unit(Unit {
             conversation_id: c1.id.clone(),
             dedupe,
+            seat: None,
             now: t,
             plan: messages(vec![msg]),
         })
@@ -244,6 +246,7 @@ async fn suite(backend: Backend) -> Result<()> {
             .unit(Unit {
                 conversation_id: c1.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: messages(vec![note]),
             })
@@ -277,6 +280,7 @@ async fn suite(backend: Backend) -> Result<()> {
             .unit(Unit {
                 conversation_id: c1.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: transition(escalate.clone()),
             })
@@ -302,6 +306,7 @@ async fn suite(backend: Backend) -> Result<()> {
         .unit(Unit {
             conversation_id: c1.id.clone(),
             dedupe: None,
+            seat: None,
             now: t,
             plan: transition(escalate),
         })
@@ -319,6 +324,7 @@ async fn suite(backend: Backend) -> Result<()> {
             .unit(Unit {
                 conversation_id: c1.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: transition(claim),
             })
@@ -375,6 +381,7 @@ async fn suite(backend: Backend) -> Result<()> {
             .unit(Unit {
                 conversation_id: c2.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: Box::new(|_| {
                     Decision::Apply(Plan {
@@ -505,6 +512,7 @@ async fn suite(backend: Backend) -> Result<()> {
             .unit(Unit {
                 conversation_id: c2.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: messages(vec![with_client("c-1")]),
             })
@@ -516,12 +524,14 @@ async fn suite(backend: Backend) -> Result<()> {
             Unit {
                 conversation_id: c2.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: tagged("first"),
             },
             Unit {
                 conversation_id: c2.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: Box::new(move |_| {
                     Decision::Apply(Plan {
@@ -537,6 +547,7 @@ async fn suite(backend: Backend) -> Result<()> {
             Unit {
                 conversation_id: c1.id.clone(),
                 dedupe: None,
+                seat: None,
                 now: t,
                 plan: tagged("third"),
             },
