@@ -92,21 +92,7 @@ const EMFILE: i32 = 24;
 /// made-up messages to a human (they are "not understood"), so the bot answers
 /// every one through the knowledge base; rate limits far above what the bench
 /// sends, because it measures the pipeline, not the limiter's refusals.
-const BATON_CONFIG: &str = "\
-[bot]
-greeting = \"\"
-
-[bot.handover]
-cycle_count = 0
-lack_of_information = false
-frustration = false
-
-[limits]
-widget_messages_per_second = 100000
-widget_burst = 100000
-widget_ip_requests_per_second = 100000
-widget_ip_burst = 100000
-";
+const BATON_CONFIG: &str = baton_tests::BENCH_CONFIG;
 
 /// Set in the environment of the child process that serves the idle
 /// measurement: it starts a server, prints its address and waits for its

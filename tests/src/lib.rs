@@ -880,3 +880,116 @@ pub fn install_plugin(
     std::fs::rename(&staging, &to)?;
     Ok(to)
 }
+
+/// What [`chat_for`]'s visitors did.
+#[derive(Debug, Default)]
+pub struct Chatter {
+    /// The messages stored: each visitor message the server acknowledged
+    /// and each bot answer seen.
+    pub stored: u64,
+    /// The texts of the visitor messages the server acknowledged (sent back
+    /// as stored), every visitor's together.
+    pub acknowledged: Vec<String>,
+    /// Visitors whose socket failed before the time was up (a server that
+    /// was killed), with the first error.
+    pub failed: Vec<String>,
+}
+
+/// `visitors` widget visitors writing closed-loop over their sockets for
+/// `length`: send a message, wait for the bot's answer, send the next. The
+/// load of the webhook bench and of the kill tests.
+pub async fn chat_for(base: &str, visitors: usize, length: Duration) -> Result<Chatter> {
+    let until = std::time::Instant::now() + length;
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Chatter::default()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for v in 0..visitors {
+        let visitor = VisitorClient::start(base).await?;
+        let ws = visitor.ws().await?;
+        let out = out.clone();
+        tasks.spawn(async move {
+            if let Err(e) = chat_loop(ws, v, until, &out).await {
+                out.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .failed
+                    .push(format!("{e:#}"));
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(std::mem::take(&mut *out))
+}
+
+async fn chat_loop(
+    mut ws: Ws,
+    visitor: usize,
+    until: std::time::Instant,
+    out: &std::sync::Mutex<Chatter>,
+) -> Result<()> {
+    use tungstenite::Message as WsMessage;
+    let mut i = 0_u64;
+    while std::time::Instant::now() < until {
+        // The `;` ends the marker so that message 7's cannot match inside 70's.
+        let marker = format!("chat v{visitor} m{i};");
+        let frame = json!({"type": "message", "text": marker, "client_id": marker});
+        ws.send(WsMessage::Text(frame.to_string().into())).await?;
+        // The bot's answer quotes the marker or, failing that, comes after
+        // the visitor's own message.
+        let mut own_seq: Option<i64> = None;
+        loop {
+            let Some(frame) = ws.next().await else {
+                bail!("the widget socket closed");
+            };
+            let WsMessage::Text(text) = frame? else {
+                continue;
+            };
+            let f: Value = serde_json::from_str(text.as_str())?;
+            if f["type"] == "error" {
+                bail!("the server refused a message: {f}");
+            }
+            if f["type"] != "message" {
+                continue;
+            }
+            let m = &f["message"];
+            let text = m["text"].as_str().unwrap_or_default();
+            let seq = m["seq"].as_i64();
+            match m["sender"].as_str() {
+                Some("visitor") if text == marker => {
+                    own_seq = seq;
+                    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+                    out.stored += 1;
+                    out.acknowledged.push(marker.clone());
+                }
+                Some("bot")
+                    if text.contains(&marker)
+                        || own_seq.zip(seq).is_some_and(|(own, s)| s > own) =>
+                {
+                    out.lock().unwrap_or_else(|p| p.into_inner()).stored += 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}
+
+/// The benches' server settings: no greeting, no trigger that would hand
+/// their made-up messages to a human, and rate limits far above what they send.
+pub const BENCH_CONFIG: &str = "\
+[bot]
+greeting = \"\"
+
+[bot.handover]
+cycle_count = 0
+lack_of_information = false
+frustration = false
+
+[limits]
+widget_messages_per_second = 100000
+widget_burst = 100000
+widget_ip_requests_per_second = 100000
+widget_ip_burst = 100000
+";

@@ -336,6 +336,7 @@ impl Runtime {
             wake: self.inner.webhook_wake.clone(),
             http: self.inner.webhook_http.clone(),
             policy: self.outbound_policy(),
+            node_id: self.inner.node_id.clone(),
         };
         let tasks = &self.inner.tasks;
         let announcements = self

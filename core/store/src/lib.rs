@@ -43,7 +43,7 @@ pub use unit::{Announcement, ContactUpdate, Decision, Outcome, Plan, Side, Skip,
 pub use users::{
     ApiToken, Deactivation, NewUser, RoutingUpdate, SessionRecord, TokenListing, User,
 };
-pub use webhooks::{Delivery, DeliveryStatus, NewWebhook, Webhook};
+pub use webhooks::{Attempt, Delivery, DeliveryStatus, DueDelivery, NewWebhook, Webhook};
 pub use work::{ActionRun, HandoverTimes, Notification, Task};
 
 use db::{Conn, Engine, Op};

@@ -3,7 +3,7 @@
 use crate::db::Row as AnyRow;
 use crate::db::query;
 use crate::rows::{json, parse};
-use crate::{Result, Store, new_id};
+use crate::{Backend, Result, Store, new_id};
 use baton_model::Timestamp;
 use std::fmt;
 use std::str::FromStr;
@@ -106,6 +106,25 @@ fn delivery(row: &AnyRow) -> Result<Delivery> {
     })
 }
 
+/// A delivery leased for an attempt, with what the attempt sends.
+#[derive(Clone, Debug)]
+pub struct DueDelivery {
+    pub delivery: Delivery,
+    /// The event's JSON; `None` when the event is gone.
+    pub body: Option<String>,
+}
+
+/// One attempt's outcome, to record.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub delivery_id: String,
+    pub status: DeliveryStatus,
+    pub http_status: Option<i64>,
+    pub error: Option<String>,
+    /// When to try again (a pending outcome); ignored otherwise.
+    pub retry_at: Timestamp,
+}
+
 const DELIVERY_COLUMNS: &str = "id, webhook_id, event_id, event_type, status, attempts, \
     next_attempt_at, last_status, last_error, delivered_at, created_at";
 
@@ -187,99 +206,159 @@ impl Store {
         rows.iter().map(delivery).collect()
     }
 
-    /// Takes up to `limit` due deliveries for this node, leasing each until `lease_until`
-    /// so that no other node sends it meanwhile. Oldest first.
-    pub async fn lease_due_deliveries(
+    /// Leases up to `limit` due deliveries for node `me` in one statement,
+    /// oldest first, each with the body of its event. A delivery is free
+    /// when nobody leased it, its lease ran out (`lease_until`), or the node
+    /// that leased it stopped beating (`alive` is the oldest heartbeat still
+    /// counted alive). On PostgreSQL rows another node is leasing right now
+    /// are skipped, not waited for.
+    pub async fn lease_webhook_deliveries(
         &self,
+        me: &str,
         now: Timestamp,
+        alive: Timestamp,
         lease_until: Timestamp,
         limit: i64,
-    ) -> Result<Vec<Delivery>> {
+    ) -> Result<Vec<DueDelivery>> {
+        let skip_locked = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
         let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries \
-             WHERE status = 'pending' AND next_attempt_at <= $1 \
-             AND (lease_until IS NULL OR lease_until <= $1) \
-             ORDER BY next_attempt_at, created_at LIMIT $2"
+            "UPDATE webhook_deliveries SET leased_by = $1, lease_until = $2 WHERE id IN \
+             (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
+              AND next_attempt_at <= $3 AND {} \
+              ORDER BY next_attempt_at, created_at LIMIT $5{skip_locked}) \
+             RETURNING {DELIVERY_COLUMNS}",
+            free(3, 4)
         );
-        let candidates = query(sql)
-            .bind(now.millis())
-            .bind(limit)
-            .fetch_all(self)
+        let me = me.to_owned();
+        let leased = self
+            .write(move |c| {
+                Box::pin(async move {
+                    let rows = query(sql)
+                        .bind(me.as_str())
+                        .bind(lease_until.millis())
+                        .bind(now.millis())
+                        .bind(alive.millis())
+                        .bind(limit)
+                        .fetch_all(&mut *c)
+                        .await?;
+                    rows.iter().map(delivery).collect::<Result<Vec<_>>>()
+                })
+            })
             .await?;
-        let mut leased = Vec::new();
-        for row in &candidates {
-            let d = delivery(row)?;
-            // The lease is itself a compare-and-swap: only one node wins each delivery.
-            let done = query(
-                "UPDATE webhook_deliveries SET lease_until = $1 WHERE id = $2 \
-                 AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $3)",
-            )
-            .bind(lease_until.millis())
-            .bind(&d.id)
-            .bind(now.millis())
-            .execute(self)
-            .await?;
-            if done == 1 {
-                leased.push(d);
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The bodies are a read: the writer only took the leases.
+        let mut sql = String::from("SELECT id, body FROM events WHERE id IN (");
+        for i in 1..=leased.len() {
+            if i > 1 {
+                sql.push_str(", ");
             }
+            sql.push_str(&format!("${i}"));
         }
-        Ok(leased)
+        sql.push(')');
+        let mut q = query(sql);
+        for d in &leased {
+            q = q.bind(d.event_id.as_str());
+        }
+        let bodies: std::collections::HashMap<String, String> = q
+            .fetch_all(self)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("body")?)))
+            .collect::<Result<_>>()?;
+        let mut due: Vec<DueDelivery> = leased
+            .into_iter()
+            .map(|delivery| DueDelivery {
+                body: bodies.get(&delivery.event_id).cloned(),
+                delivery,
+            })
+            .collect();
+        due.sort_by_key(|d| (d.delivery.next_attempt_at, d.delivery.created_at));
+        Ok(due)
     }
 
-    /// Gives back deliveries this node leased until `lease_until` and did not
-    /// finish: a node stopping with attempts under way hands them on at once
-    /// instead of leaving them locked until the lease runs out. A delivery
-    /// recorded meanwhile, or leased again by another node, is left alone.
-    pub async fn release_leases(&self, ids: &[String], lease_until: Timestamp) -> Result<u64> {
-        let mut released = 0;
-        for id in ids {
-            let done = query(
-                "UPDATE webhook_deliveries SET lease_until = NULL \
-                 WHERE id = $1 AND status = 'pending' AND lease_until = $2",
-            )
-            .bind(id)
-            .bind(lease_until.millis())
-            .execute(self)
-            .await?;
-            released += done;
-        }
-        Ok(released)
-    }
-
-    /// Records one attempt: delivered, retried at `retry_at`, or given up.
-    pub async fn record_attempt(
-        &self,
-        delivery_id: &str,
-        status: DeliveryStatus,
-        http_status: Option<i64>,
-        error: Option<&str>,
-        retry_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<()> {
+    /// Gives back every delivery node `me` leased and did not record: a node
+    /// stopping with attempts under way hands them on at once instead of
+    /// leaving them to its heartbeat running out.
+    pub async fn release_webhook_leases(&self, me: &str) -> Result<u64> {
         query(
-            "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, last_status = $2, \
-                 last_error = $3, next_attempt_at = $4, lease_until = NULL, \
-                 delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END \
-             WHERE id = $6",
+            "UPDATE webhook_deliveries SET leased_by = NULL, lease_until = NULL \
+             WHERE leased_by = $1 AND status = 'pending'",
         )
-        .bind(status.as_str())
-        .bind(http_status)
-        .bind(error)
-        .bind(retry_at.millis())
-        .bind(now.millis())
-        .bind(delivery_id)
+        .bind(me)
         .execute(self)
-        .await?;
-        Ok(())
+        .await
     }
 
-    /// The earliest instant a pending delivery becomes due, if any is pending.
-    pub async fn next_delivery_due(&self) -> Result<Option<Timestamp>> {
-        let row = query(
-            "SELECT MIN(next_attempt_at) AS due FROM webhook_deliveries WHERE status = 'pending'",
-        )
-        .fetch_one(self)
-        .await?;
+    /// Records attempts, in one transaction: each delivered, retried at its
+    /// `retry_at`, or given up. The leases end with them.
+    pub async fn record_attempts(&self, attempts: Vec<Attempt>, now: Timestamp) -> Result<()> {
+        if attempts.is_empty() {
+            return Ok(());
+        }
+        self.write(move |c| {
+            Box::pin(async move {
+                for a in &attempts {
+                    query(
+                        "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, \
+                             last_status = $2, last_error = $3, next_attempt_at = $4, \
+                             leased_by = NULL, lease_until = NULL, \
+                             delivered_at = CASE WHEN $1 = 'delivered' THEN $5 ELSE delivered_at END \
+                         WHERE id = $6",
+                    )
+                    .bind(a.status.as_str())
+                    .bind(a.http_status)
+                    .bind(a.error.as_deref())
+                    .bind(a.retry_at.millis())
+                    .bind(now.millis())
+                    .bind(a.delivery_id.as_str())
+                    .execute(&mut *c)
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Pending deliveries not yet recorded, of every webhook.
+    pub async fn pending_webhook_deliveries(&self) -> Result<i64> {
+        query("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending'")
+            .fetch_one(self)
+            .await?
+            .try_get("n")
+    }
+
+    /// The earliest instant a pending delivery that nobody holds becomes
+    /// due, if any (see [`Store::lease_webhook_deliveries`] for free).
+    pub async fn next_delivery_due(
+        &self,
+        now: Timestamp,
+        alive: Timestamp,
+    ) -> Result<Option<Timestamp>> {
+        let sql = format!(
+            "SELECT MIN(next_attempt_at) AS due FROM webhook_deliveries \
+             WHERE status = 'pending' AND {}",
+            free(1, 2)
+        );
+        let row = query(sql)
+            .bind(now.millis())
+            .bind(alive.millis())
+            .fetch_one(self)
+            .await?;
         Ok(row.try_get::<Option<i64>, _>("due")?.map(Timestamp))
     }
+}
+
+/// Not held by anyone: `$now` is now, `$alive` the oldest heartbeat of a
+/// live node (the placeholders' numbers).
+fn free(now: usize, alive: usize) -> String {
+    format!(
+        "(lease_until IS NULL OR lease_until <= ${now} \
+         OR leased_by NOT IN (SELECT n.id FROM nodes n WHERE n.heartbeat_at >= ${alive}))"
+    )
 }

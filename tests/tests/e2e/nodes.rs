@@ -17,7 +17,10 @@ async fn shared_postgres() -> Result<Option<(std::path::PathBuf, TestDb)>> {
         );
         return Ok(None);
     }
-    Ok(Some((baton_binary()?, TestDb::new(Backend::Postgres).await?)))
+    Ok(Some((
+        baton_binary()?,
+        TestDb::new(Backend::Postgres).await?,
+    )))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

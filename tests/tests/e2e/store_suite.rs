@@ -6,9 +6,9 @@ use baton_model::{
     SenderKind, Status, Timestamp, step,
 };
 use baton_store::{
-    AssigneeFilter, ConversationFilter, Deactivation, Decision, DeliveryStatus, NewContact,
-    NewConversation, NewMessage, NewUser, NewWebhook, Outcome, Plan, Side, Store, StoredEvent,
-    Unit,
+    AssigneeFilter, Attempt, ConversationFilter, Deactivation, Decision, DeliveryStatus,
+    NewContact, NewConversation, NewMessage, NewUser, NewWebhook, Outcome, Plan, Side, Store,
+    StoredEvent, Unit,
 };
 
 /// What an applied unit wrote; anything else is a failure.
@@ -403,74 +403,78 @@ async fn suite(backend: Backend) -> Result<()> {
     ensure!(store.deliveries(&hook_all.id, 10).await?.len() == 2);
     ensure!(store.deliveries(&hook_claims.id, 10).await?.len() == 1);
 
-    // Leases: a delivery goes to one worker at a time; attempts are recorded.
-    let leased = store
-        .lease_due_deliveries(t, t.plus_millis(60_000), 10)
-        .await?;
+    // Leases: a delivery goes to one node at a time, with its event's body;
+    // attempts are recorded in a batch.
+    store.heartbeat("node-1", t).await?;
+    store.heartbeat("node-2", t).await?;
+    let alive = t.plus_millis(-10_000);
+    let lease = |node: &'static str, now: Timestamp, alive: Timestamp| {
+        let store = store.clone();
+        async move {
+            store
+                .lease_webhook_deliveries(node, now, alive, now.plus_millis(60_000), 10)
+                .await
+        }
+    };
+    let leased = lease("node-1", t, alive).await?;
     ensure!(leased.len() == 3, "{}", leased.len());
     ensure!(
-        store
-            .lease_due_deliveries(t, t.plus_millis(60_000), 10)
-            .await?
-            .is_empty()
+        leased.iter().all(|d| d
+            .body
+            .as_deref()
+            .is_some_and(|b| b.contains(&d.delivery.event_id))),
+        "{leased:?}"
     );
-    let d = &leased[0];
+    ensure!(lease("node-2", t, alive).await?.is_empty());
+    let d = &leased[0].delivery;
+    let attempt = |status, http_status, retry_at| Attempt {
+        delivery_id: d.id.clone(),
+        status,
+        http_status,
+        error: (status == DeliveryStatus::Pending).then(|| "receiver answered 500".to_owned()),
+        retry_at,
+    };
     store
-        .record_attempt(
-            &d.id,
-            DeliveryStatus::Pending,
-            Some(500),
-            Some("receiver answered 500"),
-            t.plus_millis(5000),
+        .record_attempts(
+            vec![attempt(
+                DeliveryStatus::Pending,
+                Some(500),
+                t.plus_millis(5000),
+            )],
             t,
         )
         .await?;
     ensure!(
-        store
-            .lease_due_deliveries(t.plus_millis(4999), t.plus_millis(90_000), 10)
+        lease("node-1", t.plus_millis(4999), alive)
             .await?
             .is_empty()
     );
-    let retried = store
-        .lease_due_deliveries(t.plus_millis(5000), t.plus_millis(90_000), 10)
-        .await?;
-    ensure!(retried.len() == 1 && retried[0].attempts == 1 && retried[0].last_status == Some(500));
+    let retried = lease("node-2", t.plus_millis(5000), alive).await?;
+    ensure!(
+        retried.len() == 1
+            && retried[0].delivery.attempts == 1
+            && retried[0].delivery.last_status == Some(500)
+    );
     store
-        .record_attempt(
-            &d.id,
-            DeliveryStatus::Delivered,
-            Some(204),
-            None,
-            t,
+        .record_attempts(
+            vec![attempt(DeliveryStatus::Delivered, Some(204), t)],
             t.plus_millis(5001),
         )
         .await?;
-    ensure!(store.next_delivery_due().await?.is_none_or(|due| due >= t));
+    // The other two are held by a live node: nothing is due for anyone else.
+    ensure!(store.next_delivery_due(t, alive).await?.is_none());
 
     // A stopping node gives back what it leased and did not finish, and only that.
-    let (a, b) = (&leased[1].id, &leased[2].id);
-    ensure!(
-        store
-            .release_leases(std::slice::from_ref(b), t.plus_millis(1))
-            .await?
-            == 0
-    );
-    ensure!(
-        store
-            .release_leases(&[a.clone(), d.id.clone()], t.plus_millis(60_000))
-            .await?
-            == 1
-    );
-    ensure!(
-        store
-            .release_leases(std::slice::from_ref(a), t.plus_millis(60_000))
-            .await?
-            == 0
-    );
-    let again = store
-        .lease_due_deliveries(t.plus_millis(10), t.plus_millis(90_000), 10)
-        .await?;
-    ensure!(again.len() == 1 && again[0].id == *a, "{again:?}");
+    ensure!(store.release_webhook_leases("node-2").await? == 0);
+    ensure!(store.release_webhook_leases("node-1").await? == 2);
+    ensure!(store.next_delivery_due(t, alive).await?.is_some());
+    let again = lease("node-2", t.plus_millis(10), alive).await?;
+    ensure!(again.len() == 2, "{again:?}");
+    // A node that stops beating loses its leases, however long they were.
+    let later = t.plus_millis(20_000);
+    store.heartbeat("node-1", later).await?;
+    let taken = lease("node-1", later, later.plus_millis(-10_000)).await?;
+    ensure!(taken.len() == 2, "{taken:?}");
 
     // A plugin action cut short by a stop is queued again, its attempt not counted.
     ensure!(

@@ -365,3 +365,107 @@ async fn stop_during_delivery(backend: Backend) -> Result<()> {
 async fn a_delivery_under_way_at_a_stop_is_sent_by_the_next_start() -> Result<()> {
     baton_tests::on_every_backend(stop_during_delivery).await
 }
+
+/// Visitors writing as fast as they are answered make a `message.created`
+/// event per message; the server is killed in the middle. After the
+/// restart every event arrives within 30 s, and every message the server
+/// acknowledged is among them.
+async fn kill_under_load(backend: Backend) -> Result<()> {
+    let binary = baton_binary()?;
+    let db = TestDb::new(backend).await?;
+    let config = "[security]\nallow_private_webhooks = true\n\
+        [bot]\ngreeting = \"\"\n\
+        [bot.handover]\ncycle_count = 0\nlack_of_information = false\nfrustration = false\n\
+        [limits]\nwidget_messages_per_second = 100000\nwidget_burst = 100000\n\
+        widget_ip_requests_per_second = 100000\nwidget_ip_burst = 100000\n\
+        [webhooks]\nretry_base = \"200ms\"\nretry_max = \"1s\"\n";
+    let node = Process::start(&binary, &db, config, "load-1").await?;
+    let token = cli_token(&binary, &db).await?;
+    let receiver = Receiver::default();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let _task = receiver.serve(listener).await;
+    let (s, hook) = status_json(
+        reqwest::Client::new()
+            .post(format!("{}/api/v1/webhooks", node.base()))
+            .bearer_auth(&token)
+            .json(&json!({"url": url, "events": ["*"], "secret": SECRET}))
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(s == 201, "{hook}");
+
+    // 20 visitors for up to 12 s; the kill comes after 6.
+    let base = node.base();
+    let chat =
+        tokio::spawn(
+            async move { baton_tests::chat_for(&base, 20, Duration::from_secs(12)).await },
+        );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    node.kill().await?;
+    let chatter = chat.await??;
+    ensure!(
+        chatter.acknowledged.len() > 100,
+        "only {} messages before the kill",
+        chatter.acknowledged.len()
+    );
+
+    let node = Process::start(&binary, &db, config, "load-2").await?;
+    let restarted = std::time::Instant::now();
+    let store = baton_store::Store::connect(&db.url).await?;
+    let missing = loop {
+        let mut missing = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = store.events_after(after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            let seen = receiver.seen.lock().unwrap();
+            missing.extend(
+                page.iter()
+                    .filter(|e| !seen.contains_key(&e.envelope.id))
+                    .map(|e| e.envelope.id.clone()),
+            );
+        }
+        if missing.is_empty() || restarted.elapsed() > Duration::from_secs(30) {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(
+        missing.is_empty(),
+        "{} events not delivered 30 s after the restart ({} received)",
+        missing.len(),
+        receiver.seen.lock().unwrap().len()
+    );
+    // Every acknowledged message was stored and its event delivered.
+    let texts: std::collections::HashSet<String> = receiver
+        .seen
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|(kind, _)| kind == "message.created")
+        .filter_map(|(_, v)| v["data"]["message"]["text"].as_str().map(str::to_owned))
+        .collect();
+    let lost: Vec<&String> = chatter
+        .acknowledged
+        .iter()
+        .filter(|m| !texts.contains(*m))
+        .collect();
+    ensure!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+    ensure!(*receiver.bad_signatures.lock().unwrap() == 0);
+    eprintln!(
+        "{backend:?}: {} messages acknowledged, {} events delivered, all within {:.1} s of the restart",
+        chatter.acknowledged.len(),
+        receiver.seen.lock().unwrap().len(),
+        restarted.elapsed().as_secs_f64()
+    );
+    node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_arrives_within_30_s_of_a_restart_after_a_kill_under_load() -> Result<()> {
+    baton_tests::on_every_backend(kill_under_load).await
+}
