@@ -6,7 +6,7 @@
 //! PostgreSQL, when `BATON_TEST_POSTGRES_URL` is set, gets a fresh database
 //! created on that server for each test.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -343,6 +343,22 @@ impl Process {
     /// The process id, for reading `/proc/<pid>/status`.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Sends the named signal (`STOP` hangs the process, `CONT` wakes it).
+    pub fn signal(&self, name: &str) -> Result<()> {
+        let pid = self.child.id().context("the process has exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?;
+        ensure!(status.success(), "kill -{name} {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// What the process has logged so far.
+    pub fn read_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Stops the process the way an operator would (SIGTERM), then waits.

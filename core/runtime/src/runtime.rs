@@ -225,6 +225,11 @@ impl Runtime {
         outbound_policy(&self.inner.config)
     }
 
+    /// Turns true when this node stops.
+    pub(crate) fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.stopping.subscribe()
+    }
+
     /// The tasks this runtime spawns.
     pub(crate) fn tasks(&self) -> &Supervisor {
         &self.inner.tasks

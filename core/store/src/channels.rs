@@ -1,12 +1,12 @@
 //! What channels keep in the database: a console's link between a
 //! conversation and the external object that stands for it (the Slack
-//! message posted for an escalation), and the lock that lets one node of
+//! message posted for an escalation), and the lease that lets one node of
 //! several run a channel's singleton work (Telegram polling, the Discord
 //! gateway, the Slack console), and a channel's own keyed state (the email
 //! channel's IMAP cursor and thread bookkeeping).
 
 use crate::db::query;
-use crate::{Backend, Result, Store};
+use crate::{Result, Store};
 use baton_model::Timestamp;
 
 /// A table of text values keyed by (owner, key): a plugin's key-value store
@@ -27,15 +27,6 @@ impl KeyedTable {
         name: "channel_state",
         owner: "channel",
     };
-}
-
-/// Held while this node runs a piece of singleton work; dropping it lets
-/// another node take over.
-#[derive(Debug)]
-pub struct SingletonGuard {
-    // The PostgreSQL session holding the advisory lock; it is released when
-    // the connection closes.
-    _conn: Option<sqlx::postgres::PgConnection>,
 }
 
 impl Store {
@@ -152,29 +143,49 @@ impl Store {
         Ok(())
     }
 
-    /// Tries to become the one node that runs `work`. On PostgreSQL this is a
-    /// session advisory lock on its own connection; SQLite has one node.
-    pub async fn try_singleton(&self, work: &str) -> Result<Option<SingletonGuard>> {
-        if self.backend() == Backend::Sqlite {
-            return Ok(Some(SingletonGuard { _conn: None }));
-        }
-        use sqlx::Connection;
-        let mut conn = sqlx::postgres::PgConnection::connect(self.url()).await?;
-        let key = lock_key(work);
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(key)
-            .fetch_one(&mut conn)
-            .await?;
-        Ok(got.then_some(SingletonGuard { _conn: Some(conn) }))
+    /// Takes (or takes again) the lease on singleton `work` for node `me`:
+    /// true when `me` holds it now. It is free when nobody holds it, when
+    /// `me` already does, or when its holder has neither taken it again nor
+    /// beaten its heartbeat since `alive`.
+    pub async fn take_singleton(
+        &self,
+        work: &str,
+        me: &str,
+        now: Timestamp,
+        alive: Timestamp,
+    ) -> Result<bool> {
+        let row = query(
+            "INSERT INTO singletons (name, node_id, taken_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET node_id = excluded.node_id, taken_at = excluded.taken_at \
+             WHERE singletons.node_id = excluded.node_id OR singletons.taken_at < $4 \
+             OR singletons.node_id NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= $4) \
+             RETURNING node_id",
+        )
+        .bind(work)
+        .bind(me)
+        .bind(now.millis())
+        .bind(alive.millis())
+        .fetch_optional(self)
+        .await?;
+        Ok(row.is_some())
     }
-}
 
-/// A stable 64-bit key for a name (FNV-1a), the same on every node.
-fn lock_key(work: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("baton:{work}").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    /// Lets go of singleton `work` if `me` holds it.
+    pub async fn release_singleton(&self, work: &str, me: &str) -> Result<()> {
+        query("DELETE FROM singletons WHERE name = $1 AND node_id = $2")
+            .bind(work)
+            .bind(me)
+            .execute(self)
+            .await?;
+        Ok(())
     }
-    h as i64
+
+    /// Who holds singleton `work`, if anyone (for tests and diagnostics).
+    pub async fn singleton_holder(&self, work: &str) -> Result<Option<String>> {
+        let row = query("SELECT node_id FROM singletons WHERE name = $1")
+            .bind(work)
+            .fetch_optional(self)
+            .await?;
+        row.map(|r| r.try_get("node_id")).transpose()
+    }
 }

@@ -31,7 +31,6 @@ mod users;
 mod webhooks;
 mod work;
 
-pub use channels::SingletonGuard;
 pub use conversations::{
     AssigneeFilter, ConversationFilter, NewContact, NewConversation, NewMessage,
 };

@@ -422,3 +422,162 @@ async fn two_nodes_assigning_at_once_keep_every_agent_within_capacity() -> Resul
     }
     Ok(())
 }
+
+/// The Slack console's posts in the console channel (not in a thread) that
+/// stand for conversation `id`.
+fn console_posts(fake: &baton_tests::fakes::slack::FakeSlack, id: &str) -> usize {
+    fake.calls_to("chat.postMessage")
+        .iter()
+        .filter(|p| {
+            p["channel"] == "C0CONSOLE1"
+                && p.get("thread_ts").is_none()
+                && p["blocks"].to_string().contains(id)
+        })
+        .count()
+}
+
+/// Replies the console made in a post's thread saying it was handed over
+/// again: an escalation followed a second time (no conversation here is
+/// handed over twice).
+fn followed_twice(fake: &baton_tests::fakes::slack::FakeSlack) -> Vec<serde_json::Value> {
+    fake.calls_to("chat.postMessage")
+        .into_iter()
+        .filter(|p| {
+            p.get("thread_ts").is_some()
+                && p["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Handed over again"))
+        })
+        .collect()
+}
+
+/// A visitor on `base` who asks for a human: the conversation's id.
+async fn escalate(base: &str, n: usize) -> Result<String> {
+    let visitor = VisitorClient::start(base).await?;
+    let conv = visitor
+        .turn(&format!("I want to talk to a human, please ({n})"))
+        .await?;
+    ensure!(conv["status"] == "waiting", "not handed over: {conv}");
+    baton_tests::str_at(&conv, "/id")
+}
+
+/// A node that hangs (SIGSTOP) loses the Slack console to the other node
+/// within the stated bound (12 s: the lease is older than the node timeout,
+/// plus one take), and the escalations made meanwhile are posted once each;
+/// woken up, the hung node notices it lost the console and posts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_node_loses_the_slack_console_and_nothing_is_posted_twice() -> Result<()> {
+    use baton_tests::fakes::slack::FakeSlack;
+    use std::time::{Duration, Instant};
+    let Some((binary, db)) = shared_postgres().await? else {
+        return Ok(());
+    };
+    let fake = FakeSlack::start().await?;
+    let config = format!(
+        "[channels.slack]\napi_url = \"{}\"\nconsole_channel = \"C0CONSOLE1\"\n",
+        fake.api
+    );
+    let env = [
+        ("SLACK_BOT_TOKEN", "xoxb-test-token"),
+        ("SLACK_SIGNING_SECRET", "8f742231b10e8888abcd99yyyzzz85a5"),
+    ];
+    let a = Process::start_with_env(&binary, &db, &config, "console-a", &env).await?;
+    let b = Process::start_with_env(&binary, &db, &config, "console-b", &env).await?;
+    let runs_console = |p: &Process| {
+        p.read_log()
+            .lines()
+            .any(|l| l.contains("this node runs it") && l.contains("console:slack"))
+    };
+    let holder_is_a = baton_tests::eventually(
+        10,
+        || match (runs_console(&a), runs_console(&b)) {
+            (true, false) => Some(true),
+            (false, true) => Some(false),
+            _ => None,
+        },
+        || "no single node took the console".to_owned(),
+    )
+    .await?;
+    let (hung, live) = if holder_is_a { (a, b) } else { (b, a) };
+
+    // Before the hang the console follows an escalation made on the other node.
+    let mut ids = vec![escalate(&live.base(), 0).await?];
+    baton_tests::eventually(
+        10,
+        || (console_posts(&fake, &ids[0]) == 1).then_some(()),
+        || format!("the first escalation was not posted: {:#?}", fake.calls()),
+    )
+    .await?;
+
+    hung.signal("STOP")?;
+    let hung_at = Instant::now();
+    for n in 1..=3 {
+        ids.push(escalate(&live.base(), n).await?);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // Each escalation made during the hang is posted; the first one (made
+    // at the hang) within the bound.
+    let mut took_over = None;
+    for id in &ids {
+        baton_tests::eventually(
+            20,
+            || (console_posts(&fake, id) >= 1).then_some(()),
+            || format!("{id} was not posted after the hang: {:#?}", fake.calls()),
+        )
+        .await?;
+        if id == &ids[1] {
+            took_over = Some(hung_at.elapsed());
+        }
+    }
+    let took_over = took_over.unwrap_or_default();
+    ensure!(
+        took_over <= Duration::from_secs(16),
+        "the console moved after {took_over:?}, beyond the 12 s bound and room for the post"
+    );
+    ensure!(
+        runs_console(&live),
+        "the live node posted without saying it took the console"
+    );
+
+    // Woken up, the hung node finds its lease gone and stops.
+    hung.signal("CONT")?;
+    baton_tests::eventually(
+        15,
+        || {
+            hung.read_log()
+                .contains("lost it to another node")
+                .then_some(())
+        },
+        || format!("the woken node did not notice: {}", hung.read_log()),
+    )
+    .await?;
+    // An escalation on the woken node is posted by the new holder; once it
+    // is, anything the woken node still had under way has happened.
+    ids.push(escalate(&hung.base(), 4).await?);
+    let last = ids[ids.len() - 1].clone();
+    baton_tests::eventually(
+        10,
+        || (console_posts(&fake, &last) >= 1).then_some(()),
+        || {
+            format!(
+                "the escalation on the woken node was not posted: {:#?}",
+                fake.calls()
+            )
+        },
+    )
+    .await?;
+    for id in &ids {
+        let posts = console_posts(&fake, id);
+        ensure!(
+            posts == 1,
+            "{id} was posted {posts} times: {:#?}",
+            fake.calls()
+        );
+    }
+    let twice = followed_twice(&fake);
+    ensure!(twice.is_empty(), "escalations followed twice: {twice:#?}");
+    eprintln!("the console moved in {took_over:?}");
+    hung.stop().await?;
+    live.stop().await?;
+    Ok(())
+}

@@ -540,3 +540,73 @@ async fn slack_socket_mode_carries_events_and_acknowledges_them() -> Result<()> 
     ensure!(fake.acks() == vec!["env-1".to_owned()], "{:?}", fake.acks());
     Ok(())
 }
+
+/// The console follows events from a cursor it keeps in the database: an
+/// escalation whose post was under way when the server was killed (Slack
+/// answered 429 and the console waited to try again) is posted after the
+/// restart, once.
+#[tokio::test]
+async fn an_escalation_not_yet_posted_at_a_crash_is_posted_after_the_restart() -> Result<()> {
+    on_every_backend(|backend| async move {
+        let fake = FakeSlack::start().await?;
+        let db = TestDb::new(backend).await?;
+        let binary = baton_tests::baton_binary()?;
+        let first =
+            baton_tests::Process::start_with_env(&binary, &db, &config(&fake), "first", &env())
+                .await?;
+        fake.throttle_next_posts(1000);
+        let visitor = baton_tests::VisitorClient::start(&first.base()).await?;
+        let conv = visitor.turn("I want to talk to a human").await?;
+        let id = baton_tests::str_at(&conv, "/id")?;
+        eventually(
+            10,
+            || {
+                fake.calls()
+                    .iter()
+                    .any(|(m, p)| m == "chat.postMessage:429" && p["channel"] == CONSOLE)
+                    .then_some(())
+            },
+            || format!("the console did not try to post: {:#?}", fake.calls()),
+        )
+        .await?;
+        first.kill().await?;
+
+        fake.throttle_next_posts(0);
+        let second =
+            baton_tests::Process::start_with_env(&binary, &db, &config(&fake), "second", &env())
+                .await?;
+        let posted = |fake: &FakeSlack| {
+            fake.calls_to("chat.postMessage")
+                .iter()
+                .filter(|p| {
+                    p["channel"] == CONSOLE
+                        && p.get("thread_ts").is_none()
+                        && p["blocks"].to_string().contains(&id)
+                })
+                .count()
+        };
+        eventually(
+            15,
+            || (posted(&fake) >= 1).then_some(()),
+            || format!("not posted after the restart: {:#?}", fake.calls()),
+        )
+        .await?;
+        // A later escalation is posted too; by then the replay is over.
+        let other = baton_tests::VisitorClient::start(&second.base()).await?;
+        let later = other.turn("I want to talk to a human").await?;
+        let later = baton_tests::str_at(&later, "/id")?;
+        fake.wait_call("chat.postMessage", 10, |p| {
+            p["channel"] == CONSOLE && p["blocks"].to_string().contains(&later)
+        })
+        .await?;
+        ensure!(
+            posted(&fake) == 1,
+            "posted {} times: {:#?}",
+            posted(&fake),
+            fake.calls()
+        );
+        second.stop().await?;
+        Ok(())
+    })
+    .await
+}

@@ -587,3 +587,94 @@ async fn suite(backend: Backend) -> Result<()> {
 async fn the_store_suite_passes_on_every_backend() -> Result<()> {
     baton_tests::on_every_backend(suite).await
 }
+
+/// Singleton leases: one holder; taken again by it; free to another node
+/// once the holder neither took it again nor beat since `alive`; let go.
+async fn singletons(backend: Backend) -> Result<()> {
+    let (_db, store) = open(backend).await?;
+    let t = Timestamp(1_700_000_000_000);
+    let alive = |at: Timestamp| at.plus_millis(-10_000);
+    store.heartbeat("node-a", t).await?;
+    store.heartbeat("node-b", t).await?;
+    ensure!(
+        store
+            .take_singleton("console:slack", "node-a", t, alive(t))
+            .await?
+    );
+    ensure!(
+        !store
+            .take_singleton("console:slack", "node-b", t, alive(t))
+            .await?
+    );
+    // Another name is its own lease.
+    ensure!(
+        store
+            .take_singleton("channel:telegram", "node-b", t, alive(t))
+            .await?
+    );
+    // The holder takes it again; the other node still cannot, while both beat.
+    let t5 = t.plus_millis(5_000);
+    store.heartbeat("node-a", t5).await?;
+    store.heartbeat("node-b", t5).await?;
+    ensure!(
+        store
+            .take_singleton("console:slack", "node-a", t5, alive(t5))
+            .await?
+    );
+    let t12 = t.plus_millis(12_000);
+    store.heartbeat("node-b", t12).await?;
+    ensure!(
+        !store
+            .take_singleton("console:slack", "node-b", t12, alive(t12))
+            .await?,
+        "taken 7 s ago by a node that beat 7 s ago: still held"
+    );
+    // node-a hangs: neither a take nor a beat for over 10 s.
+    let t16 = t.plus_millis(16_000);
+    store.heartbeat("node-b", t16).await?;
+    ensure!(
+        store
+            .take_singleton("console:slack", "node-b", t16, alive(t16))
+            .await?
+    );
+    ensure!(store.singleton_holder("console:slack").await?.as_deref() == Some("node-b"));
+    // Woken up, node-a finds it gone, though it beats again.
+    store.heartbeat("node-a", t16).await?;
+    ensure!(
+        !store
+            .take_singleton("console:slack", "node-a", t16, alive(t16))
+            .await?
+    );
+    // A node that still beats but stopped taking its lease loses it too.
+    let t30 = t.plus_millis(30_000);
+    store.heartbeat("node-a", t30).await?;
+    store.heartbeat("node-b", t30).await?;
+    ensure!(
+        store
+            .take_singleton("channel:telegram", "node-a", t30, alive(t30))
+            .await?
+    );
+    // Letting go: only the holder's release counts; then anyone takes it.
+    store.release_singleton("console:slack", "node-a").await?;
+    ensure!(store.singleton_holder("console:slack").await?.as_deref() == Some("node-b"));
+    store.release_singleton("console:slack", "node-b").await?;
+    ensure!(store.singleton_holder("console:slack").await?.is_none());
+    ensure!(
+        store
+            .take_singleton("console:slack", "node-a", t30, alive(t30))
+            .await?
+    );
+    // A node that stopped (its row removed) holds nothing.
+    store.forget_node("node-a").await?;
+    ensure!(
+        store
+            .take_singleton("console:slack", "node-b", t30, alive(t30))
+            .await?
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn singleton_leases_move_only_from_a_node_that_stopped() -> Result<()> {
+    baton_tests::on_every_backend(singletons).await
+}
