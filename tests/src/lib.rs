@@ -20,6 +20,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
 pub mod fakes;
 pub mod mail;
+pub mod soak;
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -446,6 +447,31 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
+/// `baton user add` on this test's database, the password on standard input.
+pub async fn cli_add_user(
+    binary: &Path,
+    db: &TestDb,
+    email: &str,
+    name: &str,
+    role: &str,
+    password: &str,
+) -> Result<()> {
+    let args = [
+        "user",
+        "add",
+        "--email",
+        email,
+        "--name",
+        name,
+        "--role",
+        role,
+        "--password-stdin",
+    ];
+    let added = baton_cli(binary, db, &args, &format!("{password}\n")).await?;
+    ensure!(added.success, "baton user add {email}: {}", added.stderr);
+    Ok(())
+}
+
 /// Runs `baton <args>` on this test's database, with `stdin` as its input.
 pub async fn baton_cli(
     binary: &Path,
@@ -484,11 +510,16 @@ pub fn free_port() -> Result<u16> {
 /// The `baton` binary built next to the test executable.
 pub fn baton_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> → target/<profile>/baton
-    let dir = exe
+    // target/<profile>/deps/<test> → target/<profile>/baton; a binary of
+    // this crate (the soak) sits in target/<profile> itself.
+    let here = exe
         .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("unexpected test executable path {}", exe.display()))?;
+        .ok_or_else(|| anyhow!("unexpected executable path {}", exe.display()))?;
+    let dir = if here.ends_with("deps") {
+        here.parent().unwrap_or(here)
+    } else {
+        here
+    };
     let bin = dir.join("baton");
     if !bin.exists() {
         bail!(

@@ -141,23 +141,37 @@ impl TelegramChannel {
     }
 
     /// Handles one update from polling or the webhook: stores the message,
-    /// and stops the spinner on a pressed button.
-    async fn handle(&self, update: &Update, ingest: &Arc<dyn Ingest>) {
-        if let Some(inbound) = normalize::update_to_inbound(update, self.me.get()) {
-            self.ingest_one(inbound, ingest).await;
+    /// and stops the spinner on a pressed button. False when the runtime
+    /// could not take it for now (the store is away): the update is left
+    /// unconfirmed, so Telegram brings it again.
+    async fn handle(&self, update: &Update, ingest: &Arc<dyn Ingest>) -> bool {
+        if let Some(inbound) = normalize::update_to_inbound(update, self.me.get())
+            && !self.ingest_one(inbound, ingest).await
+        {
+            return false;
         }
         if let UpdateKind::CallbackQuery(q) = &update.kind
             && let Err(e) = self.bot.answer_callback_query(q.id.clone()).await
         {
             debug!(error = %e, "cannot answer a callback query");
         }
+        true
     }
 
-    async fn ingest_one(&self, inbound: Inbound, ingest: &Arc<dyn Ingest>) {
-        if let Err(e) = ingest.ingest(inbound).await {
+    async fn ingest_one(&self, inbound: Inbound, ingest: &Arc<dyn Ingest>) -> bool {
+        match ingest.ingest(inbound).await {
+            Ok(_) => true,
+            // Passing trouble (the store, a busy conversation): again later.
+            Err(Error::Other(e)) => {
+                warn!(channel = "telegram", error = %e, "update not taken for now; it comes again");
+                false
+            }
             // Refused input (an unknown button, an empty message) is not the
             // platform's fault; acknowledging it stops redelivery.
-            warn!(channel = "telegram", error = %e, "update not taken");
+            Err(e) => {
+                warn!(channel = "telegram", error = %e, "update not taken");
+                true
+            }
         }
     }
 
@@ -189,8 +203,12 @@ impl TelegramChannel {
                 Ok(updates) => {
                     backoff.reset();
                     for update in &updates {
+                        if !self.handle(update, &ingest).await {
+                            // Not confirmed: the next getUpdates brings it again.
+                            tokio::time::sleep(backoff.next_wait()).await;
+                            break;
+                        }
                         offset = offset.max(update.id.as_offset());
-                        self.handle(update, &ingest).await;
                     }
                 }
                 Err(e) => {
@@ -252,7 +270,14 @@ async fn webhook(
             );
         }
     };
-    hook.channel.handle(&update, &hook.ingest).await;
+    if !hook.channel.handle(&update, &hook.ingest).await {
+        // Telegram delivers a webhook update again until it is answered 2xx.
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the update could not be stored for now; send it again",
+        );
+    }
     StatusCode::OK.into_response()
 }
 

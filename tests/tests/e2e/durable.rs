@@ -5,8 +5,7 @@
 use anyhow::{Result, bail, ensure};
 use baton_tests::fakes::telegram::FakeTelegram;
 use baton_tests::{
-    Backend, Process, StaffClient, TestDb, baton_binary, baton_cli, eventually_async,
-    on_every_backend,
+    Backend, Process, StaffClient, TestDb, baton_binary, eventually_async, on_every_backend,
 };
 use serde_json::Value;
 
@@ -30,24 +29,15 @@ async fn telegram_outage_and_kill(backend: Backend) -> Result<()> {
     );
     let env = [("TELEGRAM_BOT_TOKEN", TOKEN)];
     let node = Process::start_with_env(&binary, &db, &config, "first", &env).await?;
-    let added = baton_cli(
+    baton_tests::cli_add_user(
         &binary,
         &db,
-        &[
-            "user",
-            "add",
-            "--email",
-            "alice@example.com",
-            "--name",
-            "Alice",
-            "--role",
-            "responder",
-            "--password-stdin",
-        ],
-        "correct horse battery staple\n",
+        "alice@example.com",
+        "Alice",
+        "responder",
+        "correct horse battery staple",
     )
     .await?;
-    ensure!(added.success, "{}", added.stderr);
     let alice = StaffClient::login(
         &node.base(),
         "alice@example.com",

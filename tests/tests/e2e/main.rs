@@ -17,6 +17,7 @@ mod pages;
 mod plugins;
 mod security;
 mod slack;
+mod soak;
 mod store_suite;
 mod telegram;
 mod triggers;
